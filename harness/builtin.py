@@ -1,0 +1,73 @@
+"""The harness's own components, registered as an ordinary plugin (entry point ``core``)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from filelock import FileLock
+
+from harness.plugins import hookimpl
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def harness_register_datasets(register):
+    from harness.data.synth_dataset import SynthDataset
+
+    register(
+        "synth",
+        SynthDataset,
+        description="Built-in procedural stereo driving scenes (KITTI raw layout, dense GT, generated offline)",
+        prepare=prepare_synth,
+    )
+
+
+@hookimpl
+def harness_register_students(register):
+    from harness.models.student import MonoStudent
+
+    register("resnet", MonoStudent, description="Monodepth2-style ResNet encoder-decoder, multi-scale depth")
+
+
+@hookimpl
+def harness_register_teachers(register):
+    from harness.models.sgbm import SGBMTeacher
+    from harness.models.stereo_teacher import StereoTeacher
+
+    register("stereo", StereoTeacher, description="Stereo network: correlation/concat cost volume + soft-argmin, trained by the harness")
+    register("sgbm", SGBMTeacher, description="OpenCV StereoSGBM with left-right check; no training")
+
+
+@hookimpl
+def harness_register_metrics(register):
+    from harness.evaluate import LOWER_IS_BETTER, METRIC_DESCRIPTIONS, METRIC_NAMES
+
+    for name in METRIC_NAMES:
+        register(name, None, description=METRIC_DESCRIPTIONS[name], lower_is_better=name in LOWER_IS_BETTER, builtin=True)
+
+
+def prepare_synth(data_cfg: dict, cache_dir: Path, progress=None) -> Path:
+    """Generate the synthetic set once into ``<cache>/synth/<hash>`` and return its root.
+
+    Generation writes into a temporary folder that is renamed into place, under a file lock,
+    so concurrent runs never see half a data set.
+    """
+    from harness.data import synth
+
+    gen = dict(data_cfg.get("generate") or {})
+    key = hashlib.sha256(json.dumps({"v": synth.VERSION, **gen}, sort_keys=True).encode()).hexdigest()[:12]
+    base = Path(cache_dir) / "synth"
+    base.mkdir(parents=True, exist_ok=True)
+    root = base / key
+    with FileLock(str(base / f"{key}.lock")):
+        if (root / "synth.json").is_file():
+            return root
+        tmp = base / f"{key}.partial-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        synth.generate(tmp, progress=progress, **gen)
+        os.replace(tmp, root)
+    return root

@@ -1,0 +1,185 @@
+"""``harness`` command line: argument parsing only; each subcommand calls one function.
+
+Errors in user input print one line ``harness: error: ...`` on stderr and exit 2 (no
+traceback unless ``--debug``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+EXIT_USAGE = 2
+LIST_KINDS = ("methods", "datasets", "teachers", "students", "metrics", "plugins")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other harness error
+        self.exit(EXIT_USAGE, f"harness: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="harness", description="Stereo/semantic -> monocular depth distillation benchmark harness")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ls = sub.add_parser("list", help="list registered methods, datasets, teachers, students, metrics or plugins")
+    ls.add_argument("kind", choices=LIST_KINDS)
+
+    run = sub.add_parser("run", help="train (teacher if needed, then student), evaluate, write a result JSON")
+    run.add_argument("--method", required=True)
+    run.add_argument("--dataset", help="dataset name (default: the config's, i.e. synth)")
+    run.add_argument("--data-root", help="dataset root directory (default for synth: generated into the cache)")
+    run.add_argument("--config", help="an mmengine config file merged over the method's config, or the name "
+                     "of a bundled profile (synth_benchmark, synth_small)")
+    run.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", default=[], help="config overrides")
+    run.add_argument("--work-dir", help="checkpoints and logs (default: work_dirs/<method>[-quick]/seed<N>)")
+    run.add_argument("--results", default="results", help="directory for the result JSON (default: results/)")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    run.add_argument("--quick", action="store_true", help="tiny smoke-test profile (< 1 min on 2 cores)")
+    run.add_argument("--resume", action="store_true", help="continue from the work dir's last checkpoints")
+
+    lb = sub.add_parser("leaderboard", help="tabulate result files")
+    lb.add_argument("--results", default="results")
+    lb.add_argument("--format", default="github", help="github | latex | csv")
+    lb.add_argument("--metric", default="abs_rel", help="metric to rank by (default abs_rel)")
+
+    data = sub.add_parser("data", help="data tools")
+    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    syn = dsub.add_parser("synth", help="write the procedural stereo set in KITTI raw layout")
+    syn.add_argument("--out", required=True)
+    syn.add_argument("--frames", type=int, default=200)
+    syn.add_argument("--height", type=int, default=96)
+    syn.add_argument("--width", type=int, default=320)
+    syn.add_argument("--frames-per-drive", type=int, default=20)
+    syn.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "device", None) == "cpu":
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # before torch initialises CUDA
+    from harness.errors import HarnessError
+
+    try:
+        return COMMANDS[args.command](args)
+    except HarnessError as exc:
+        if args.debug:
+            raise
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted (use --resume to continue a run)", file=sys.stderr)
+        return 130
+
+
+def _host():
+    from harness.plugins import PluginHost, emit_plugin_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        host = PluginHost()
+        host.catalog  # registration warnings are raised here
+    emit_plugin_warnings(caught)
+    return host
+
+
+def cmd_list(args) -> int:
+    host = _host()
+    if args.kind == "plugins":
+        for name, info in sorted(host.info.items()):
+            print(f"{name}\t{info.source}\tversion {info.version}\thooks: {', '.join(host.hooks_of(name))}")
+        return 0
+    for entry in sorted(host.catalog.entries[args.kind].values(), key=lambda e: e.name):
+        print(f"{entry.name:<16} {entry.description}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from harness import results
+    from harness.config import build_run_config
+    from harness.run import run
+
+    host = _host()
+    catalog = host.catalog
+    method = catalog.get("methods", args.method)
+    results_dir = results.check_writable_dir(args.results, "--results")
+    dataset_config = None
+    if args.dataset:
+        ds = catalog.get("datasets", args.dataset)
+        dataset_config = ds.extra.get("config")
+    cfg = build_run_config(
+        method=args.method,
+        method_config=method.extra.get("config"),
+        dataset_config=dataset_config,
+        config_file=resolve_profile(args.config),
+        quick=args.quick,
+        cfg_options=args.cfg_options,
+    )
+    if args.dataset:
+        cfg.data["dataset"] = args.dataset
+    if args.data_root:
+        root = Path(args.data_root)
+        if not root.is_dir():
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"option --data-root {root}: no such directory")
+        cfg.data["root"] = str(root)
+    if args.seed is not None:
+        cfg.seed = args.seed
+    if args.device:
+        cfg.device = args.device
+    work_dir = Path(args.work_dir or Path("work_dirs") / f"{args.method}{'-quick' if args.quick else ''}" / f"seed{cfg.seed}")
+    results.check_writable_dir(work_dir, "--work-dir")
+    result, path = run(cfg, host, work_dir=work_dir, results_dir=results_dir, resume=args.resume)
+    m = result["metrics"]
+    line = " | ".join(f"{role} abs_rel {v['abs_rel']:.4f}" for role, v in m.items() if isinstance(v, dict) and "abs_rel" in v)
+    print(f"{args.method}: {line} ({result['timings']['total_s']:.0f}s) -> {path}")
+    return 0
+
+
+def resolve_profile(config: str | None) -> str | None:
+    """``--config NAME`` may name a bundled profile in ``harness/configs`` instead of a file."""
+    from harness.config import CONFIG_DIR
+
+    if config and not Path(config).exists() and (CONFIG_DIR / f"{config}.py").is_file():
+        return str(CONFIG_DIR / f"{config}.py")
+    return config
+
+
+def cmd_leaderboard(args) -> int:
+    from harness.leaderboard import render
+    from harness.results import load_results
+
+    sys.stdout.write(render(load_results(args.results), fmt=args.format, metric=args.metric))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from harness.data import synth
+    from harness.errors import HarnessError
+    from harness.train import progress_callback
+
+    if args.frames < 1:
+        raise HarnessError(f"option --frames: must be >= 1, got {args.frames}")
+    if args.height % 32 or args.width % 32 or args.height <= 0 or args.width <= 0:
+        raise HarnessError(f"options --height/--width: {args.height}x{args.width} must be positive multiples of 32")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise HarnessError(f"option --out {out}: directory exists and is not empty")
+    stats = synth.generate(out, frames=args.frames, seed=args.seed, height=args.height, width=args.width,
+                           frames_per_drive=args.frames_per_drive, progress=progress_callback("synth"))
+    print(f"wrote {stats['frames']} frames to {out} in {stats['seconds']:.1f}s "
+          f"({stats['frames_per_second']:.1f} frames/s)")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "data": cmd_data}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+# The built-in procedural stereo driving set, generated once into the cache (KITTI raw layout).
+data = dict(
+    dataset="synth",
+    root=None,  # None: generate into <cache_dir>/synth/<hash of generate>
+    generate=dict(frames=900, height=96, width=320, frames_per_drive=20, seed=0),
+    input_size=(96, 320),  # network input H, W (multiples of 32)
+    train=dict(split="train", flip_mode="mirror", gt_source="dense"),
+    val=dict(split="val", gt_source="dense"),
+    test=dict(split="test", gt_source="dense"),
+    # evaluation protocol of this dataset (a method's eval_scale_policy overrides `scale`);
+    # synth GT is exact and dense, so no crop; depth range as the KITTI Eigen protocol
+    protocol=dict(crop="none", min_depth=1e-3, max_depth=80.0, gt_mask="range", scale="none", flip_pp=False),
+)

@@ -1,0 +1,12 @@
+# Stereo teacher with a correlation cost volume and soft-argmin, trained by the harness
+# (supervised where the dataset has GT, photometric otherwise) and cached by hash(config, data).
+teacher = dict(type="stereo", max_disp=48, base_width=16, cost="correlation")
+teacher_train = dict(
+    epochs=12,
+    batch_size=8,
+    seed=0,
+    flip_mode="swap",  # mirror + swap left/right keeps pairs geometrically valid
+    optimizer=dict(type="AdamW", lr=1e-3, weight_decay=1e-4),
+    param_scheduler=[dict(type="CosineAnnealingLR", by_epoch=True, eta_min=1e-5)],
+    val_interval=4,
+)

@@ -1,0 +1,133 @@
+"""The distillation-strategy base class every method plugin subclasses.
+
+A strategy declares what it needs (batch keys, teacher mode, features), owns its extra modules
+(adapters, heads, pose nets; dropped at test time), runs the student (and, if it wants, the
+teacher) each step and returns a :class:`harness.LossDict` of named terms. The harness does the
+rest: data, teacher cache, mmengine Runner, evaluation and results.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from harness.types import DepthOutput, LossDict, Needs, Stage, StepContext
+
+
+class Strategy(nn.Module):
+    """Base class: override the class attributes and :meth:`compute_loss` at least.
+
+    Class attributes
+    ----------------
+    required_batch_keys: batch keys the dataset must provide for training.
+    teacher_mode: ``"none"`` (no teacher), ``"frozen"`` (the harness trains or loads the
+        configured teacher from its cache, freezes it and passes it in), ``"online"`` (built
+        untrained; the strategy trains it, its params join the optimiser when a stage trains
+        ``"teacher"``), ``"snapshot"``/``"ema"`` (the strategy makes it from the student) or
+        ``"precomputed"`` (teacher outputs come in the batch).
+    teacher_needs / student_needs: validated against the models before training.
+    eval_scale_policy: ``"none"``, ``"median"`` or ``"stereo_factor"``; overrides the dataset
+        protocol's scaling for this method's student (recorded in the result's protocol).
+
+    Every config key under ``method`` except ``type`` arrives as a keyword argument of
+    ``__init__`` (subclasses declare their options there, so a misspelt key is an error);
+    ``loss_weights`` maps term names to weights (0 switches a term off) over
+    ``default_loss_weights``.
+    """
+
+    required_batch_keys: frozenset[str] = frozenset({"image"})
+    teacher_mode: str = "none"
+    teacher_needs: Needs = Needs()
+    student_needs: Needs = Needs(depth=True)
+    eval_scale_policy: str | None = None
+
+    #: weights of the named loss terms; ``method.loss_weights`` in the config overrides them
+    default_loss_weights: dict[str, float] = {}
+
+    def __init__(self, loss_weights: dict[str, float] | None = None) -> None:
+        super().__init__()
+        self.loss_weights = {**self.default_loss_weights, **(loss_weights or {})}
+
+    # -- schedule --------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        """Training stages in order; default: one stage training the student (+ owned modules)."""
+        return [Stage("student")]
+
+    # -- construction ----------------------------------------------------------------------
+    def build(self, student: nn.Module, teacher: nn.Module | None) -> None:
+        """Create owned modules from the models' ``feature_specs()`` (called once, before training)."""
+
+    def param_groups(self, student: nn.Module, teacher: nn.Module | None, stage: Stage) -> list[dict]:
+        """Parameter groups for the optimiser of ``stage``.
+
+        Default: the student when ``"student"`` is trained, this strategy's own modules when
+        ``"strategy"`` is, and an online teacher when ``"teacher"`` is. A group may carry its
+        own ``lr``.
+        """
+        groups: list[dict] = []
+        if "student" in stage.train:
+            groups.append({"params": [p for p in student.parameters() if p.requires_grad]})
+        if "strategy" in stage.train:
+            own = [p for p in self.parameters() if p.requires_grad]
+            if own:
+                groups.append({"params": own})
+        if "teacher" in stage.train and teacher is not None:
+            groups.append({"params": [p for p in teacher.parameters() if p.requires_grad]})
+        return groups
+
+    # -- events ----------------------------------------------------------------------------
+    def on_stage_start(self, stage: Stage, student: nn.Module, teacher: nn.Module | None) -> nn.Module | None:
+        """Called before each stage; may return a replacement teacher (e.g. a student snapshot)."""
+        return teacher
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called at the start of every training epoch (warm-ups, forgetting factors)."""
+
+    def on_step_end(self, step: int, student: nn.Module, teacher: nn.Module | None) -> None:
+        """Called after every optimiser step (EMA teacher updates)."""
+
+    # -- per step --------------------------------------------------------------------------
+    def student_forward(self, student: nn.Module, batch: dict[str, Any]) -> dict[str, DepthOutput]:
+        """Run the student; default one pass on ``batch["image"]`` under the key ``"clean"``."""
+        return {"clean": student(batch["image"])}
+
+    def teacher_forward(
+        self, teacher: nn.Module | None, batch: dict[str, Any], s_out: dict[str, DepthOutput]
+    ) -> DepthOutput | None:
+        """Run the teacher; frozen teachers run without gradients. Override for flips etc."""
+        if teacher is None:
+            return None
+        if self.teacher_mode in ("frozen", "snapshot", "ema"):
+            with torch.no_grad():
+                return teacher(batch)
+        return teacher(batch, s_out.get("clean"))
+
+    def compute_loss(
+        self,
+        batch: dict[str, Any],
+        s_out: dict[str, DepthOutput],
+        t_out: DepthOutput | None,
+        ctx: StepContext,
+    ) -> LossDict:
+        """Return the named loss terms and their weighted total for one batch."""
+        raise NotImplementedError
+
+    def weighted(self, terms: dict[str, Tensor]) -> LossDict:
+        """Combine ``terms`` with this strategy's configured ``loss_weights``."""
+        return LossDict.weighted(terms, self.loss_weights)
+
+    # -- evaluation ------------------------------------------------------------------------
+    def predict(self, student: nn.Module, image: Tensor) -> Tensor:
+        """Depth for evaluation (metric or relative); default ``student.predict(image)``.
+
+        Override only for documented test-time post-processing (e.g. flip fusion), which is
+        then recorded in the result.
+        """
+        return student.predict(image)
+
+    def teacher_predict(self, teacher: nn.Module, student: nn.Module, batch: dict[str, Any]) -> Tensor:
+        """Teacher depth for its reference row in the result (the teacher is scored on the same
+        protocol as the student). Default ``teacher(batch).depth[0]``; an online teacher that is
+        conditioned on the student (RSD) overrides this to pass the student's output."""
+        return teacher(batch).depth[0]

@@ -1,0 +1,104 @@
+"""Every hook a stereodistill plugin can implement, grouped by phase.
+
+Plugins implement these with the ``harness.hookimpl`` marker. Registration hooks receive a
+``register`` callback: the plugin calls it once per thing it contributes, and the host
+validates the name and reports a collision between two plugins as one clear error.
+
+The spec marker is private to the host; plugin authors only ever import ``hookimpl``.
+"""
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "stereodistill"
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+# --------------------------------------------------------------------------------------------
+# Registration: run once when the plugin manager loads, fill the harness registries.
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def harness_register_methods(register):
+    """Register distillation methods (strategies).
+
+    Call ``register(name, strategy_cls, *, description, config=None, paper=None)`` once per
+    method. ``strategy_cls`` subclasses :class:`harness.Strategy`. ``config`` is the path of
+    the method's mmengine config file (it may use ``_base_``); it is merged over the harness
+    defaults, so it only needs the keys the method changes. ``paper`` is an optional path to a
+    JSON file with the paper's reported numbers. Names are lower-case identifiers; registering
+    a name another plugin already registered is an error naming both plugins.
+    """
+
+
+@hookspec
+def harness_register_teachers(register):
+    """Register teacher models.
+
+    Call ``register(name, teacher_cls, *, description)`` once per teacher. A teacher is an
+    ``nn.Module`` with ``mode`` (``frozen``/``precomputed``/``online``/``snapshot``/``ema``),
+    ``input_keys`` (batch keys its forward reads), ``trainable``, ``feature_specs()``,
+    ``forward(batch, student_out=None) -> DepthOutput`` and, when ``trainable``,
+    ``self_loss(batch, out) -> dict[str, Tensor]`` which the harness minimises to train it
+    before any student sees it (the result is cached by a hash of its config and data).
+    """
+
+
+@hookspec
+def harness_register_students(register):
+    """Register student models.
+
+    Call ``register(name, student_cls, *, description)``. A student is an ``nn.Module`` with
+    ``feature_specs()``, ``forward(image, cond=None) -> DepthOutput`` (multi-scale ``disp`` /
+    ``depth``, features named by stride) and ``predict(image) -> depth``; every method is
+    evaluated through ``predict`` of the same student class.
+    """
+
+
+@hookspec
+def harness_register_datasets(register):
+    """Register datasets.
+
+    Call ``register(name, dataset_cls, *, description, prepare=None)``. ``dataset_cls(root,
+    split, **cfg)`` is a map-style torch dataset with a ``provides`` frozenset of batch keys,
+    ``eval_gt(i)`` (native-resolution GT for evaluation) and ``protocol(split)`` returning
+    the :class:`harness.evaluate.Protocol` its test split is scored under.
+    ``prepare(cfg, cache_dir) -> root`` is optional: it makes the data available when no
+    ``--data-root`` is given (the built-in ``synth`` set generates itself into the cache).
+    """
+
+
+@hookspec
+def harness_register_metrics(register):
+    """Register extra per-image depth metrics.
+
+    Call ``register(name, fn, *, description, lower_is_better=True)`` where
+    ``fn(pred, gt, mask) -> Tensor[B]`` receives ``B x 1 x H x W`` metric depth maps after the
+    protocol's scaling and clamping and a boolean valid mask, and returns one value per image.
+    Built-in metrics (abs_rel ... silog) are registered the same way.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Run events: observe or adjust a run without touching core.
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def harness_configure_run(cfg):
+    """Inspect or adjust the fully merged mmengine ``Config`` before anything is built.
+
+    Called after ``--config`` and ``--cfg-options`` are applied. Mutate ``cfg`` in place;
+    the return value is ignored. Raise ``harness.HarnessError`` to refuse a configuration
+    with a one-line message.
+    """
+
+
+@hookspec
+def harness_result_written(result, path):
+    """Called after a result JSON has been written atomically to ``path``.
+
+    ``result`` is the dict that was written (see ``harness.results`` for the schema). Use it to
+    export results elsewhere; exceptions here are reported as warnings, never lose the file.
+    """

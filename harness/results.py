@@ -1,0 +1,146 @@
+"""Result files: schema, atomic writing and loading.
+
+A result is one JSON file per run (``schema_version`` 1)::
+
+    {
+      "schema_version": 1,
+      "method": "baseline",            "method_plugin": "baseline",
+      "profile": "synth_benchmark",    "seed": 0,
+      "datasets": {"train": {...}, "test": {...}},   # name, split, split_hash, frames, root fingerprint
+      "protocol": {... Protocol.to_dict() ..., "id": "<protocol_id>"},
+      "metrics": {"student": {...}, "teacher": {...}, "mean_depth": {...}},   # summaries
+      "losses": {"<stage>": {"<term>": final-epoch mean, "loss": ...}},
+      "val": {"<stage>": {"abs_rel": ..., ...}},
+      "teacher": {"type": ..., "cache_key": ..., "cached": bool, "train_seconds": ...} | null,
+      "config": {... the fully resolved config ...},
+      "versions": {"stereodistill": ..., "torch": ..., "mmengine": ..., "numpy": ..., "python": ...},
+      "git_commit": "<sha>" | null,
+      "timings": {"total_s": ..., "data_s": ..., "teacher_s": ..., "train_s": ..., "eval_s": ...},
+      "created": "<ISO 8601 UTC>"
+    }
+
+``harness leaderboard`` reads only these files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = ("schema_version", "method", "seed", "protocol", "metrics")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def check_writable_dir(path: str | os.PathLike, option: str) -> Path:
+    """Create ``path`` if needed and prove it is writable, before any long work starts."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=p, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise HarnessError(f"option {option} {p}: directory is not writable ({exc.strerror or exc})") from None
+    return p
+
+
+def result_filename(result: dict[str, Any]) -> str:
+    ds = result["datasets"]["test"]["name"]
+    return f"{result['method']}__{ds}__{result['profile']}__seed{result['seed']}.json"
+
+
+def write_result(result: dict[str, Any], results_dir: str | os.PathLike) -> Path:
+    path = Path(results_dir) / result_filename(result)
+    atomic_write_text(path, json.dumps(result, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    return path
+
+
+def load_results(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Load every ``*.json`` result under ``results_dir`` (not recursive); bad files are errors."""
+    d = Path(results_dir)
+    if not d.is_dir():
+        raise HarnessError(f"option --results {d}: no such directory")
+    out = []
+    for path in sorted(d.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise HarnessError(f"{path}: not a readable result JSON ({exc})") from None
+        missing = [k for k in REQUIRED_KEYS if k not in data] if isinstance(data, dict) else list(REQUIRED_KEYS)
+        if missing:
+            raise HarnessError(f"{path}: not a stereodistill result (missing {', '.join(missing)})")
+        if data["schema_version"] != SCHEMA_VERSION:
+            raise HarnessError(f"{path}: result schema_version {data['schema_version']} is not supported "
+                               f"(this harness reads {SCHEMA_VERSION})")
+        data["_path"] = str(path)
+        out.append(data)
+    return out
+
+
+def package_versions() -> dict[str, str]:
+    import mmengine
+    import numpy
+    import torch
+
+    import harness
+
+    return {
+        "stereodistill": harness.__version__,
+        "torch": torch.__version__,
+        "mmengine": mmengine.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
+    """The commit of the harness source tree (None outside a git checkout)."""
+    here = Path(cwd) if cwd else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return sorted(obj) if isinstance(obj, (set, frozenset)) else list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)

@@ -1,0 +1,337 @@
+"""``harness run``: data -> teacher (cached) -> training stages -> evaluation -> result file."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.config import Config
+
+from harness import checkpoint, results, teacher_cache
+from harness.config import section
+from harness.errors import HarnessError
+from harness.evaluate import (
+    MetricAccumulator,
+    Protocol,
+    compute_metrics,
+    flip_post_process,
+    resize_prediction,
+    valid_mask,
+)
+from harness.plugins import Catalog, PluginHost
+from harness.train import DistillModel, StrategyHook, TeacherTrainModel, progress_callback, run_stage, stage_epochs
+from harness.types import Needs, StepContext
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("option --device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    return requested
+
+
+class RunContext:
+    """Everything one run builds, in the order the harness builds it."""
+
+    def __init__(self, cfg: Config, host: PluginHost, *, work_dir: Path, resume: bool = False):
+        self.cfg = cfg
+        self.catalog: Catalog = host.catalog
+        self.host = host
+        self.work_dir = work_dir
+        self.resume = resume
+        self.device = resolve_device(cfg.device)
+        self.cache_dir = teacher_cache.cache_root(cfg.get("cache_dir"))
+        self.timings: dict[str, float] = {}
+        self.progress = bool(cfg.get("progress", True))
+        self.extra_metrics = {
+            e.name: e.obj for e in self.catalog.entries["metrics"].values() if not e.extra.get("builtin")
+        }
+
+    # -- data ------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        t = time.time()
+        data = section(self.cfg, "data")
+        entry = self.catalog.get("datasets", data["dataset"])
+        root = data.get("root")
+        if root is None:
+            prepare = entry.extra.get("prepare")
+            if prepare is None:
+                raise HarnessError(f"dataset {data['dataset']!r} needs --data-root (it cannot be generated)")
+            root = prepare(data, self.cache_dir, progress_callback("data"))
+        if not Path(root).is_dir():
+            raise HarnessError(f"option --data-root {root}: no such directory")
+        self.data_root = Path(root)
+        self.data_cfg = data
+        self.timings["data_s"] = time.time() - t
+
+    def build_dataset(self, split_key: str, need: frozenset[str] | None = None, **overrides):
+        data = self.data_cfg
+        split_cfg = dict(data.get(split_key) or {}, **overrides)
+        h, w = data["input_size"]
+        if h % 32 or w % 32:
+            raise HarnessError(f"config data.input_size={data['input_size']}: height and width must be multiples of 32")
+        split_cfg.setdefault("split", split_key)
+        return self.catalog.build(
+            "datasets", data["dataset"], root=str(self.data_root), height=h, width=w, need=need,
+            seed=int(self.cfg.seed), **split_cfg,
+        )
+
+    def protocol(self, dataset, scale: str | None) -> Protocol:
+        p = dict(self.data_cfg.get("protocol") or {})
+        if scale is not None:
+            p["scale"] = scale
+        return Protocol(
+            name=f"{self.data_cfg['dataset']}-{dataset.split}",
+            dataset=self.data_cfg["dataset"],
+            split=dataset.split,
+            split_hash=dataset.split_hash,
+            gt_source=dataset.gt_source,
+            resolution=tuple(self.data_cfg["input_size"]),
+            **p,
+        )
+
+    # -- models ----------------------------------------------------------------------------
+    def build_model(self, kind: str, key: str):
+        spec = section(self.cfg, key)
+        name = spec.pop("type", None)
+        if name is None:
+            raise HarnessError(f"config {key}.type is missing")
+        return name, self.catalog.build(kind, name, **spec)
+
+    def load_teacher(self, teacher) -> dict[str, Any]:
+        """Fill a frozen teacher from the cache (training it first on a miss) and freeze it."""
+        eval_need = frozenset({"image", "depth_gt", "depth_gt_mask", "meta"})
+        keys = frozenset(teacher.input_keys) | eval_need
+        flip = self.cfg.teacher_train.get("flip_mode", "swap")
+        # mirrored-and-swapped pairs are valid stereo pairs; mirrored-only ones are not
+        info = self.train_teacher(teacher, self.build_dataset("train", keys, flip_mode=flip),
+                                  self.build_dataset("val", keys))
+        teacher.eval().requires_grad_(False)
+        return info
+
+    def train_teacher(self, teacher, train_set, val_set) -> dict[str, Any]:
+        tcfg = section(self.cfg, "teacher_train")
+        if not getattr(teacher, "trainable", True):
+            return {"trained": False}
+        key = teacher_cache.teacher_key(section(self.cfg, "teacher"), tcfg, train_set.fingerprint, self.data_cfg["input_size"])
+        val_protocol = self.protocol(val_set, "none")
+
+        def train_fn(model, work):
+            runner = run_stage(
+                model=TeacherTrainModel(model), stage_label="teacher", work_dir=work, train_set=train_set,
+                val_set=val_set, val_protocol=val_protocol, schedule=tcfg, epochs=int(tcfg["epochs"]),
+                batch_size=int(tcfg["batch_size"]), lr=float(tcfg["optimizer"]["lr"]), param_groups=None,
+                seed=int(tcfg.get("seed", 0)), device=self.device, resume=work.is_dir(),
+                num_workers=int(self.cfg.num_workers), progress=self.progress,
+                log_interval=int(self.cfg.log_interval),
+            )
+            model.to("cpu")
+            return {"val": _val_metrics(runner)}
+
+        describe = {"teacher": section(self.cfg, "teacher"), "train": tcfg, "data": train_set.fingerprint}
+        return teacher_cache.load_or_train(teacher, key=key, cache_dir=self.cache_dir, train_fn=train_fn, describe=describe)
+
+
+def _val_metrics(runner) -> dict[str, float]:
+    scalars = runner.message_hub.log_scalars
+    return {k.split("/", 1)[1]: float(v.current()) for k, v in scalars.items() if k.startswith("val/")}
+
+
+def check_needs(owner: str, model, needs: Needs) -> None:
+    """Fail before training when a model does not expose what a strategy distils."""
+    if model is None:
+        return
+    specs = {s.name for s in model.feature_specs()} if hasattr(model, "feature_specs") else set()
+    missing = sorted(set(needs.features) - specs)
+    if missing:
+        raise HarnessError(f"{owner} {type(model).__name__} does not expose feature(s) {missing} "
+                           f"(it has: {sorted(specs) or 'none'})")
+
+
+def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, resume: bool = False) -> tuple[dict, Path]:
+    """Run one method end to end and write its result file; returns (result, path)."""
+    started = time.time()
+    ctx = RunContext(cfg, host, work_dir=work_dir, resume=resume)
+    checkpoint.install()
+    checkpoint.trust_directory(work_dir)
+    host.configure_run(cfg)
+    method_cfg = section(cfg, "method")
+    method = method_cfg.pop("type")
+    method_entry = ctx.catalog.get("methods", method)
+    strategy = ctx.catalog.build("methods", method, **method_cfg)
+
+    ctx.prepare_data()
+    student_name, student = ctx.build_model("students", "student")
+    teacher = None
+    teacher_name = None
+    if strategy.teacher_mode in ("frozen", "online"):
+        teacher_name, teacher = ctx.build_model("teachers", "teacher")
+    need = frozenset(strategy.required_batch_keys) | frozenset(getattr(teacher, "input_keys", ())) | {"meta"}
+    train_set = ctx.build_dataset("train", need)
+    missing = sorted(need - set(train_set.provides))
+    if missing:
+        raise HarnessError(f"method {method!r} needs batch key(s) {missing} that dataset "
+                           f"{ctx.data_cfg['dataset']!r} does not provide")
+    eval_need = frozenset({"image", "depth_gt", "depth_gt_mask", "meta"})
+    val_set = ctx.build_dataset("val", eval_need | (need & set(train_set.provides)))
+    test_set = ctx.build_dataset("test", eval_need)
+    check_needs("student", student, strategy.student_needs)
+    check_needs("teacher", teacher, strategy.teacher_needs)
+
+    teacher_info = None
+    t = time.time()
+    if teacher is not None and strategy.teacher_mode == "frozen":
+        teacher_info = ctx.load_teacher(teacher)
+    ctx.timings["teacher_s"] = time.time() - t
+
+    strategy.build(student, teacher)
+    schedule = section(cfg, "schedule")
+    stage_results: dict[str, Any] = {"losses": {}, "val": {}}
+    t = time.time()
+    val_protocol = ctx.protocol(val_set, strategy.eval_scale_policy)
+    for stage in strategy.stages():
+        teacher = strategy.on_stage_start(stage, student, teacher)
+        step_ctx = StepContext(stage=stage.name)
+        model = DistillModel(student, teacher, strategy, stage, step_ctx)
+        hook = StrategyHook(strategy, step_ctx, stage)
+        epochs = stage_epochs(stage, int(schedule["epochs"]))
+        bs = int(stage.batch_size or schedule["batch_size"])
+        runner = run_stage(
+            model=model, stage_label=stage.name, work_dir=work_dir / stage.name, train_set=train_set,
+            val_set=val_set, val_protocol=val_protocol, schedule=schedule, epochs=epochs, batch_size=bs,
+            lr=float(stage.lr or schedule["optimizer"]["lr"]),
+            param_groups=strategy.param_groups(student, teacher, stage), seed=int(cfg.seed),
+            device=ctx.device, resume=resume, num_workers=int(cfg.num_workers), extra_hooks=[hook],
+            progress=ctx.progress, log_interval=int(cfg.log_interval),
+        )
+        stage_results["losses"][stage.name] = {
+            k.removeprefix("term."): round(v, 6) for k, v in hook.last_epoch_terms.items()
+            if k == "loss" or k.startswith("term.")
+        }
+        stage_results["val"][stage.name] = _val_metrics(runner)
+    ctx.timings["train_s"] = time.time() - t
+
+    t = time.time()
+    student.to(ctx.device).eval()
+    protocol = ctx.protocol(test_set, strategy.eval_scale_policy)
+    metrics = {"student": evaluate_split(lambda x: strategy.predict(student, x), test_set, protocol, ctx)}
+    eval_teacher = teacher if strategy.teacher_mode in ("frozen", "online") else None
+    if eval_teacher is None and cfg.evaluate.get("teacher", True):
+        # a reference row: the configured (cached) teacher, so a reader sees where the student sits
+        t = time.time()
+        teacher_name, eval_teacher = ctx.build_model("teachers", "teacher")
+        teacher_info = ctx.load_teacher(eval_teacher)
+        ctx.timings["teacher_s"] += time.time() - t
+    if eval_teacher is not None and cfg.evaluate.get("teacher", True):
+        eval_teacher.to(ctx.device).eval()
+        teacher_test = ctx.build_dataset("test", eval_need | set(eval_teacher.input_keys))
+        if eval_teacher is teacher:  # the method's own teacher: the strategy knows how to run it
+            predict_batch = lambda b: strategy.teacher_predict(eval_teacher, student, b)  # noqa: E731
+        else:  # the configured reference teacher
+            predict_batch = lambda b: eval_teacher(b).depth[0]  # noqa: E731
+        metrics["teacher"] = evaluate_split(None, teacher_test, ctx.protocol(teacher_test, "none"), ctx,
+                                            predict_batch=predict_batch)
+    if cfg.evaluate.get("mean_depth", True):
+        mean_map = torch.from_numpy(ctx.build_dataset("train", frozenset({"depth_gt", "depth_gt_mask"})).mean_depth_map())
+        metrics["mean_depth"] = evaluate_split(
+            lambda x: mean_map.to(x.device).expand(x.shape[0], 1, *mean_map.shape[-2:]), test_set, replace(protocol, scale="none"), ctx
+        )
+    ctx.timings["eval_s"] = time.time() - t
+    ctx.timings["total_s"] = time.time() - started
+
+    result = {
+        "schema_version": results.SCHEMA_VERSION,
+        "method": method,
+        "method_plugin": method_entry.plugin,
+        "profile": cfg.profile,
+        "seed": int(cfg.seed),
+        "student": student_name,
+        "datasets": {
+            "train": _dataset_record(ctx, train_set),
+            "test": _dataset_record(ctx, test_set),
+        },
+        "protocol": dict(protocol.to_dict(), id=protocol.protocol_id()),
+        "metrics": metrics,
+        "losses": stage_results["losses"],
+        "val": stage_results["val"],
+        "teacher": None if teacher_name is None else dict(
+            teacher_info or {}, type=teacher_name, mode=strategy.teacher_mode
+        ),
+        "config": cfg.to_dict(),
+        "versions": results.package_versions(),
+        "git_commit": results.git_commit(),
+        "device": ctx.device,
+        "timings": {k: round(v, 2) for k, v in ctx.timings.items()},
+        "created": results.now_iso(),
+    }
+    path = results.write_result(result, results_dir)
+    host.result_written(result, str(path))
+    return result, path
+
+
+def _output_kinds(teacher) -> set[str]:
+    return set(getattr(teacher, "outputs", {"depth"}))
+
+
+def _dataset_record(ctx: RunContext, ds) -> dict[str, Any]:
+    return {"name": ctx.data_cfg["dataset"], "split": ds.split, "split_hash": ds.split_hash,
+            "frames": len(ds), "root": str(ctx.data_root), "fingerprint": ds.fingerprint}
+
+
+@torch.no_grad()
+def evaluate_split(predict, dataset, protocol: Protocol, ctx: RunContext, predict_batch=None) -> dict[str, Any]:
+    """Score ``predict(image) -> depth`` (or ``predict_batch(batch) -> depth``, for models that
+    need more than the image, e.g. stereo teachers) on every sample of ``dataset``."""
+    acc = MetricAccumulator()
+    bs = int(ctx.cfg.evaluate.get("batch_size", 8))
+    n = len(dataset)
+    cb = progress_callback("eval") if ctx.progress else None
+    for start in range(0, n, bs):
+        idx = list(range(start, min(n, start + bs)))
+        samples = [dataset[i] for i in idx]
+        batch = torch.utils.data.default_collate(samples)
+        batch = {k: (v.to(ctx.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        if predict_batch is not None:
+            depth = predict_batch(batch)
+        elif protocol.flip_pp:
+            img = batch["image"]
+            d = predict(img)
+            d_f = predict(torch.flip(img, dims=[-1]))
+            depth = 1.0 / flip_post_process(1.0 / d, 1.0 / d_f)
+        else:
+            depth = predict(batch["image"])
+        for pred, gt in _pairs_by_gt_size(depth.float().cpu(), [dataset.eval_gt(i) for i in idx]):
+            metrics = compute_metrics(pred, gt, protocol)
+            if ctx.extra_metrics:
+                metrics.update(_extra_metrics(ctx.extra_metrics, pred, gt, metrics, protocol))
+            acc.update(metrics)
+        if cb:
+            cb(idx[-1] + 1, n)
+    summary = acc.summary()
+    return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in summary.items()}
+
+
+def _pairs_by_gt_size(depth: torch.Tensor, gts: list[np.ndarray]):
+    """Yield (prediction resized to GT, GT) batches; GT sizes may differ per frame (KITTI dates)."""
+    if all(g.shape == gts[0].shape for g in gts):
+        gt = torch.from_numpy(np.stack(gts)).float().unsqueeze(1)
+        yield resize_prediction(depth, tuple(gt.shape[-2:])), gt
+        return
+    for d, g in zip(depth, gts):
+        gt = torch.from_numpy(g).float()[None, None]
+        yield resize_prediction(d[None], tuple(gt.shape[-2:])), gt
+
+
+def _extra_metrics(fns: dict, pred: torch.Tensor, gt: torch.Tensor, metrics: dict, protocol: Protocol) -> dict:
+    """Plugin metrics on the prediction after the protocol's scaling and clamping."""
+    scale = metrics["scale"].nan_to_num(1.0).view(-1, 1, 1, 1).to(pred.dtype)
+    scaled = (pred * scale).clamp(protocol.min_depth, protocol.max_depth)
+    valid = valid_mask(gt, protocol)
+    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    return {name: torch.as_tensor(fn(scaled, gt, valid), dtype=torch.float64).where(metrics["valid_px"] > 0, nan)
+            for name, fn in fns.items()}

@@ -1,0 +1,82 @@
+"""Train a teacher once and reuse it: cached by a hash of its config, schedule and data.
+
+Layout under ``<cache_dir>/teachers/``: ``<key>/teacher.pth`` (state dict), ``<key>/meta.json``
+(config, data fingerprint, training time, validation metrics) and ``<key>.lock``. A file lock
+makes concurrent runs of a method matrix train each teacher exactly once; an interrupted
+training resumes from its own checkpoints in ``<key>.work/``. The teacher seed is part of the
+teacher config (``teacher_train.seed``), not the student's seed, so every student seed of a
+benchmark sees the same teacher.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+
+from harness import checkpoint
+from harness.results import atomic_write_text
+
+CACHE_ENV = "STEREODISTILL_CACHE"
+CACHE_FORMAT = 1
+
+
+def cache_root(configured: str | None) -> Path:
+    root = configured or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "stereodistill"
+    return Path(root).expanduser()
+
+
+def teacher_key(teacher_cfg: dict, train_cfg: dict, data_fingerprint: str, input_size) -> str:
+    blob = json.dumps(
+        {
+            "format": CACHE_FORMAT,
+            "teacher": teacher_cfg,
+            "train": train_cfg,
+            "data": data_fingerprint,
+            "input_size": list(input_size),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_or_train(
+    teacher: torch.nn.Module,
+    *,
+    key: str,
+    cache_dir: Path,
+    train_fn,
+    describe: dict[str, Any],
+) -> dict[str, Any]:
+    """Fill ``teacher`` with cached weights, training it with ``train_fn(teacher, work_dir)`` first
+    if no cache entry exists. Returns the cache metadata (with ``cached``: whether it was a hit)."""
+    base = cache_dir / "teachers"
+    base.mkdir(parents=True, exist_ok=True)
+    entry = base / key
+    with FileLock(str(base / f"{key}.lock")):
+        if (entry / "meta.json").is_file() and (entry / "teacher.pth").is_file():
+            teacher.load_state_dict(torch.load(entry / "teacher.pth", map_location="cpu", weights_only=True))
+            meta = json.loads((entry / "meta.json").read_text())
+            meta["cached"] = True
+            return meta
+        work = base / f"{key}.work"
+        checkpoint.trust_directory(work)
+        start = time.time()
+        extra = train_fn(teacher, work) or {}
+        seconds = time.time() - start
+        entry.mkdir(exist_ok=True)
+        tmp = entry / "teacher.pth.tmp"
+        torch.save({k: v.detach().cpu() for k, v in teacher.state_dict().items()}, tmp)
+        os.replace(tmp, entry / "teacher.pth")
+        meta = dict(describe, key=key, train_seconds=round(seconds, 2), created=time.time(), **extra)
+        atomic_write_text(entry / "meta.json", json.dumps(meta, indent=2, sort_keys=True, default=str))
+        shutil.rmtree(work, ignore_errors=True)
+        meta["cached"] = False
+        return meta

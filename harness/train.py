@@ -1,0 +1,365 @@
+"""mmengine wiring: the model wrappers, the harness hooks and one Runner per training stage."""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from mmengine.evaluator import BaseMetric, Evaluator
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch import nn
+
+from harness import checkpoint
+from harness.errors import HarnessError
+from harness.types import Stage, StepContext
+
+TERM_PREFIX = "term."
+
+
+# --------------------------------------------------------------------------------------------
+# Model wrappers: what the Runner trains.
+# --------------------------------------------------------------------------------------------
+
+
+class _LossModel(BaseModel):
+    """Common parts: loss parsing that sums only ``loss`` and logs named terms."""
+
+    def parse_losses(self, losses: dict[str, torch.Tensor]):
+        total = losses["loss"]
+        if not torch.isfinite(total):
+            raise HarnessError(
+                "training diverged: the loss became "
+                f"{total.item()} (terms: {', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())}); "
+                "lower the learning rate or check the data"
+            )
+        log_vars = {k: v.detach().float().mean() for k, v in losses.items()}
+        return total, log_vars
+
+
+class DistillModel(_LossModel):
+    """Student + teacher + strategy; ``forward(mode="loss")`` returns the strategy's terms."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, strategy, stage: Stage, ctx: StepContext):
+        super().__init__()
+        self.student = student
+        self.teacher = teacher
+        self.strategy = strategy
+        self.stage = stage
+        self.ctx = ctx
+        self._set_trainable()
+
+    def _set_trainable(self) -> None:
+        trains = self.stage.train
+        self.student.requires_grad_("student" in trains)
+        self.strategy.requires_grad_("strategy" in trains)
+        if self.teacher is not None:
+            self.teacher.requires_grad_("teacher" in trains and self.strategy.teacher_mode == "online")
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.teacher is not None and "teacher" not in self.stage.train:
+            self.teacher.eval()  # frozen teachers stay in eval mode (BN statistics, dropout)
+        return self
+
+    def forward(self, mode: str = "loss", **batch: Any):
+        if mode == "loss":
+            s_out = self.strategy.student_forward(self.student, batch)
+            t_out = self.strategy.teacher_forward(self.teacher, batch, s_out)
+            loss = self.strategy.compute_loss(batch, s_out, t_out, self.ctx)
+            out = {"loss": loss.total}
+            out.update({TERM_PREFIX + k: v for k, v in loss.terms.items()})
+            return out
+        if mode == "predict":
+            depth = self.strategy.predict(self.student, batch["image"])
+            return _pack_predictions(depth, batch)
+        return self.student(batch["image"])
+
+
+class TeacherTrainModel(_LossModel):
+    """Trains a teacher on its own ``self_loss`` (the teacher stage before any student)."""
+
+    def __init__(self, teacher: nn.Module):
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, mode: str = "loss", **batch: Any):
+        out = self.teacher(batch)
+        if mode == "loss":
+            terms = self.teacher.self_loss(batch, out)
+            total = torch.stack([v.reshape(()) for v in terms.values()]).sum()
+            res = {"loss": total}
+            res.update({TERM_PREFIX + k: v.detach() for k, v in terms.items()})
+            return res
+        return _pack_predictions(out.depth[0], batch)
+
+
+def _pack_predictions(depth: torch.Tensor, batch: dict) -> list[dict]:
+    return [
+        {"pred": depth[i].detach(), "gt": batch["depth_gt"][i]}
+        for i in range(depth.shape[0])
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Hooks
+# --------------------------------------------------------------------------------------------
+
+
+class StrategyHook(Hook):
+    """Drives the strategy's schedule events and keeps the step context and term averages."""
+
+    priority = "NORMAL"
+
+    def __init__(self, strategy, ctx: StepContext, stage: Stage):
+        self.strategy = strategy
+        self.ctx = ctx
+        self.stage = stage
+        self.epoch_terms: dict[str, list[float]] = defaultdict(list)
+        self.last_epoch_terms: dict[str, float] = {}
+
+    def before_train(self, runner) -> None:
+        self.ctx.max_epochs = runner.max_epochs
+        self.ctx.total_steps = runner.max_iters
+        self.ctx.stage = self.stage.name
+
+    def before_train_epoch(self, runner) -> None:
+        self.ctx.epoch = runner.epoch
+        dataset = runner.train_dataloader.dataset
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(runner.epoch)
+        if self.strategy is not None:
+            self.strategy.on_epoch_start(runner.epoch)
+        self.epoch_terms.clear()
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self.ctx.step = runner.iter + 1
+        for k, v in (outputs or {}).items():
+            self.epoch_terms[k].append(float(v))
+        if self.strategy is not None:
+            model = runner.model
+            self.strategy.on_step_end(runner.iter, model.student, model.teacher)
+
+    def after_train_epoch(self, runner) -> None:
+        self.last_epoch_terms = {k: sum(v) / len(v) for k, v in self.epoch_terms.items() if v}
+
+
+class ProgressHook(Hook):
+    """A one-line progress bar on stderr (a plain line per epoch when stderr is not a TTY)."""
+
+    priority = "LOW"
+
+    def __init__(self, label: str, enabled: bool = True):
+        self.label = label
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.start = 0.0
+
+    def before_train(self, runner) -> None:
+        self.start = time.time()
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if not (self.enabled and self.tty):
+            return
+        done, total = runner.iter + 1, runner.max_iters
+        width = 24
+        filled = int(width * done / max(total, 1))
+        loss = float(outputs["loss"]) if outputs and "loss" in outputs else float("nan")
+        eta = (time.time() - self.start) / done * (total - done)
+        sys.stderr.write(
+            f"\r{self.label:>10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+            f"epoch {runner.epoch + 1}/{runner.max_epochs} loss {loss:.4f} eta {eta:5.0f}s"
+        )
+        sys.stderr.flush()
+
+    def after_train_epoch(self, runner) -> None:
+        if self.enabled and not self.tty:
+            print(f"{self.label}: epoch {runner.epoch + 1}/{runner.max_epochs} "
+                  f"({time.time() - self.start:.0f}s)", file=sys.stderr)
+
+    def after_train(self, runner) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+
+
+class DepthValMetric(BaseMetric):
+    """Validation abs_rel / a1 on the network-resolution GT, logged every ``val_interval``."""
+
+    default_prefix = "val"
+
+    def __init__(self, protocol):
+        super().__init__()
+        self.protocol = protocol
+
+    def process(self, data_batch, data_samples) -> None:
+        from harness.evaluate import compute_metrics
+
+        pred = torch.stack([d["pred"] for d in data_samples]).float().cpu()
+        gt = torch.stack([d["gt"] for d in data_samples]).float().cpu()
+        m = compute_metrics(pred, gt, self.protocol)
+        keep = m["valid_px"] > 0
+        self.results.append({k: m[k][keep].tolist() for k in ("abs_rel", "rmse", "a1")})
+
+    def compute_metrics(self, results) -> dict[str, float]:
+        out = {}
+        for k in ("abs_rel", "rmse", "a1"):
+            vals = [v for r in results for v in r[k]]
+            out[k] = sum(vals) / max(len(vals), 1)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# One stage = one Runner
+# --------------------------------------------------------------------------------------------
+
+
+def stage_epochs(stage: Stage, total_epochs: int) -> int:
+    if stage.epochs is not None:
+        return stage.epochs
+    if stage.epochs_fraction is not None:
+        return max(1, round(total_epochs * stage.epochs_fraction))
+    return total_epochs
+
+
+def build_param_schedulers(specs: list[dict], epochs: int, iters_per_epoch: int) -> list[dict]:
+    """Fill ``end`` of each configured scheduler with the stage length when it is not set."""
+    out = []
+    for spec in copy.deepcopy(specs):
+        by_epoch = spec.get("by_epoch", True)
+        if spec.get("end") is None:
+            spec["end"] = epochs if by_epoch else epochs * iters_per_epoch
+        if by_epoch and spec["end"] > epochs:
+            spec["end"] = epochs
+        out.append(spec)
+    return out
+
+
+def run_stage(
+    *,
+    model: BaseModel,
+    stage_label: str,
+    work_dir: Path,
+    train_set,
+    val_set,
+    val_protocol,
+    schedule: dict,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    param_groups: list[dict] | None,
+    seed: int,
+    device: str,
+    resume: bool,
+    num_workers: int,
+    extra_hooks: list[Hook] = (),
+    progress: bool = True,
+    log_interval: int = 10,
+) -> Runner:
+    """Train ``model`` for one stage with mmengine's Runner and return the Runner."""
+    checkpoint.install()
+    checkpoint.trust_directory(work_dir)
+    iters_per_epoch = max(1, math.ceil(len(train_set) / batch_size))
+    optim_wrapper = build_optim_wrapper(model, schedule, lr, param_groups, device)
+    val_interval = int(schedule.get("val_interval", epochs)) or epochs
+    loader = dict(
+        batch_size=batch_size,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        collate_fn=dict(type="default_collate"),
+    )
+    runner = HarnessRunner(
+        model=model,
+        work_dir=str(work_dir),
+        experiment_name=stage_label,
+        train_dataloader=dict(loader, dataset=train_set, sampler=dict(type="DefaultSampler", shuffle=True)),
+        val_dataloader=dict(loader, dataset=val_set, sampler=dict(type="DefaultSampler", shuffle=False)),
+        val_evaluator=Evaluator(DepthValMetric(val_protocol)),
+        train_cfg=dict(by_epoch=True, max_epochs=epochs, val_interval=val_interval),
+        val_cfg=dict(),
+        optim_wrapper=optim_wrapper,
+        param_scheduler=build_param_schedulers(schedule.get("param_scheduler", []), epochs, iters_per_epoch),
+        default_hooks=dict(
+            timer=dict(type="IterTimerHook"),
+            logger=dict(type="LoggerHook", interval=log_interval, log_metric_by_epoch=True),
+            param_scheduler=dict(type="ParamSchedulerHook"),
+            checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=2, save_last=True),
+            sampler_seed=dict(type="DistSamplerSeedHook"),
+        ),
+        custom_hooks=[*extra_hooks, ProgressHook(stage_label, enabled=progress)],
+        randomness=dict(seed=seed, deterministic=False, diff_rank_seed=False),
+        env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
+        log_level="INFO",
+        resume=resume,
+        default_scope=None,
+        cfg=dict(stage=stage_label, device=device),
+    )
+    runner.train()
+    return runner
+
+
+class HarnessRunner(Runner):
+    """mmengine's Runner with a quiet console: its full INFO log goes to the work dir's log file,
+    only errors reach the terminal (the harness prints its own progress and summary)."""
+
+    def build_logger(self, log_level="INFO", log_file=None, **kwargs):
+        logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setLevel(logging.ERROR)
+        return logger
+
+
+def build_optim_wrapper(model: nn.Module, schedule: dict, lr: float, param_groups, device: str):
+    """Build the optimiser here (not from a config dict) so strategy param groups are kept.
+
+    ``param_groups`` of ``None`` trains every parameter of ``model`` that requires grad.
+    Groups may carry their own ``lr``. ``schedule["amp"]`` enables mixed precision on CUDA.
+    """
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
+    from mmengine.registry import OPTIMIZERS
+
+    if param_groups is None:
+        param_groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    groups = [dict(g, params=list(g["params"])) for g in param_groups]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise HarnessError("nothing to train in this stage: no parameter requires a gradient")
+    spec = dict(copy.deepcopy(schedule["optimizer"]), lr=lr)
+    optimizer = OPTIMIZERS.build(dict(spec, params=groups))
+    clip = dict(schedule["clip_grad"]) if schedule.get("clip_grad") else None
+    if schedule.get("amp") and device.startswith("cuda"):
+        return AmpOptimWrapper(optimizer=optimizer, clip_grad=clip, dtype="bfloat16")
+    return OptimWrapper(optimizer=optimizer, clip_grad=clip)
+
+
+def latest_checkpoint(work_dir: Path) -> Path | None:
+    marker = work_dir / "last_checkpoint"
+    if marker.is_file():
+        p = Path(marker.read_text().strip())
+        return p if p.is_file() else None
+    return None
+
+
+def is_stage_complete(work_dir: Path, epochs: int) -> bool:
+    return (work_dir / f"epoch_{epochs}.pth").is_file()
+
+
+def progress_callback(label: str) -> Callable[[int, int], None]:
+    """A progress callback for non-Runner work (data generation, evaluation)."""
+    tty = sys.stderr.isatty()
+
+    def cb(done: int, total: int) -> None:
+        if tty:
+            sys.stderr.write(f"\r{label:>10} {done}/{total}")
+            if done >= total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    return cb

@@ -1,0 +1,1 @@
+"""Built-in method plugins of stereodistill (installed as ``stereodistill_plugins``)."""
