@@ -14,8 +14,13 @@ from harness.plugins import hookimpl
 __version__ = "0.1.0"
 
 
+_DATASET_CONFIGS = Path(__file__).parent / "configs" / "_base_" / "datasets"
+
+
 @hookimpl
 def harness_register_datasets(register):
+    from harness.data.drivingstereo import DrivingStereoDataset
+    from harness.data.kitti import KittiDataset
     from harness.data.synth_dataset import SynthDataset
 
     register(
@@ -23,6 +28,18 @@ def harness_register_datasets(register):
         SynthDataset,
         description="Built-in procedural stereo driving scenes (KITTI raw layout, dense GT, generated offline)",
         prepare=prepare_synth,
+    )
+    register(
+        "kitti",
+        KittiDataset,
+        description="KITTI raw: Eigen / Eigen-benchmark / Eigen-Zhou splits, Velodyne or improved GT (needs --data-root)",
+        config=str(_DATASET_CONFIGS / "kitti.py"),
+    )
+    register(
+        "drivingstereo",
+        DrivingStereoDataset,
+        description="DrivingStereo: half-size train/test and the sunny/cloudy/foggy/rainy sets (needs --data-root)",
+        config=str(_DATASET_CONFIGS / "drivingstereo.py"),
     )
 
 

@@ -56,7 +56,42 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--width", type=int, default=320)
     syn.add_argument("--frames-per-drive", type=int, default=20)
     syn.add_argument("--seed", type=int, default=0)
+
+    exp = dsub.add_parser("export-gt", help="write a split's evaluation GT to a no-pickle .npz (one array per frame)")
+    exp.add_argument("--dataset", required=True, help="kitti or drivingstereo")
+    exp.add_argument("--data-root", required=True)
+    _split_options(exp, required=True)
+    exp.add_argument("--out", required=True, help="output .npz (keys 00000, 00001, ... and frames)")
+
+    chk = dsub.add_parser("check", help="report missing or malformed files of a split (exit 1 if it cannot be evaluated)")
+    chk.add_argument("--dataset", required=True, help="kitti or drivingstereo")
+    chk.add_argument("--data-root", required=True)
+    _split_options(chk)
+
+    ev = sub.add_parser("eval", help="score saved predictions (.npz with 'depth' or 'disparity') under a dataset's protocol")
+    ev.add_argument("--predictions", required=True, help="N x H x W (or N x 1 x H x W) 'depth' (m) or 'disparity' (1/depth)")
+    ev.add_argument("--dataset", required=True, help="kitti or drivingstereo")
+    ev.add_argument("--data-root", required=True)
+    _split_options(ev)
+    scaling = ev.add_mutually_exclusive_group()
+    scaling.add_argument("--median-scaling", dest="median_scaling", action="store_true", default=None,
+                         help="per-image median scaling (the default of both datasets' protocols)")
+    scaling.add_argument("--no-median-scaling", dest="median_scaling", action="store_false",
+                         help="metric predictions: no scaling")
+    ev.add_argument("--stereo-factor", type=float, metavar="X",
+                    help="multiply depth by X instead of median scaling (5.4 for Monodepth2 stereo models on KITTI)")
+    ev.add_argument("--crop", choices=("none", "garg", "eigen"), help="override the protocol's crop")
+    ev.add_argument("--gt-mask", choices=("range", "positive"), help="override the GT mask (range: min < gt < max)")
+    ev.add_argument("--min-depth", type=float, help="override the protocol's minimum depth (m)")
+    ev.add_argument("--max-depth", type=float, help="override the protocol's maximum depth / clamp (m)")
+    ev.add_argument("--json", metavar="OUT", help="write the metrics, protocol and frame list to this JSON file")
     return p
+
+
+def _split_options(parser, required: bool = False) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--split", help="split name" + ("" if required else " (default: the dataset config's test split)"))
+    group.add_argument("--split-file", help="a split file in the dataset's line format")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +195,10 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_data(args) -> int:
+    return {"synth": cmd_data_synth, "export-gt": cmd_data_export_gt, "check": cmd_data_check}[args.data_command](args)
+
+
+def cmd_data_synth(args) -> int:
     from harness.data import synth
     from harness.errors import HarnessError
     from harness.train import progress_callback
@@ -178,7 +217,42 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "data": cmd_data}
+def cmd_data_export_gt(args) -> int:
+    from harness.export_gt import export_gt
+
+    stats = export_gt(dataset=args.dataset, data_root=args.data_root, out=args.out, split=args.split,
+                      split_file=args.split_file, host=_host())
+    print(f"wrote GT of {stats['frames']} frames ({args.dataset} {stats['split']}, {stats['gt_source']}, "
+          f"{stats['valid_pixels']} valid pixels) to {stats['path']} in {stats['seconds']:.1f}s "
+          f"({stats['frames_per_second']:.1f} frames/s)")
+    return 0
+
+
+def cmd_data_check(args) -> int:
+    from harness.data.check import check_split
+
+    report = check_split(args.dataset, args.data_root, split=args.split, split_file=args.split_file, host=_host())
+    sys.stdout.write(report.format())
+    return 0 if report.evaluable else 1
+
+
+def cmd_eval(args) -> int:
+    from harness.eval_predictions import evaluate_predictions, format_table, write_report
+
+    overrides = {"crop": args.crop, "gt_mask": args.gt_mask, "min_depth": args.min_depth, "max_depth": args.max_depth}
+    report = evaluate_predictions(
+        predictions=args.predictions, dataset=args.dataset, data_root=args.data_root, split=args.split,
+        split_file=args.split_file, median_scaling=args.median_scaling, stereo_factor=args.stereo_factor,
+        protocol_overrides=overrides, host=_host(),
+    )
+    sys.stdout.write(format_table(report))
+    if args.json:
+        write_report(report, args.json)
+        print(f"metrics -> {args.json}")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "data": cmd_data, "eval": cmd_eval}
 
 
 if __name__ == "__main__":

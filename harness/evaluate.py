@@ -17,6 +17,7 @@ loop over pixels. Per-image sums are accumulated in float64.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -37,13 +39,16 @@ __all__ = [
     "MetricAccumulator",
     "Protocol",
     "compute_metrics",
+    "compute_metrics_sparse",
     "crop_bounds",
     "crop_mask",
     "evaluate_depth_fn",
     "flip_post_process",
     "masked_median",
+    "metrics_from_values",
     "resize_disparity",
     "resize_prediction",
+    "sample_resized",
     "valid_mask",
 ]
 
@@ -416,6 +421,26 @@ def compute_metrics(
     # image); per-image sums are float64 segment sums over those vectors.
     pv = torch.masked_select(pred_c, valid)
     gv = torch.masked_select(gt_c, valid)
+    return metrics_from_values(pv, gv, n, protocol)
+
+
+def metrics_from_values(pred: Tensor, gt: Tensor, counts: Tensor, protocol: Protocol) -> dict[str, Tensor]:
+    """Per-image metrics from the valid pixels only (steps 4-5 of DATASETS.md 1.9 and section 2).
+
+    Args:
+        pred: flat predicted depths of the valid pixels, image after image, *before* scaling.
+        gt: flat GT depths of the same pixels.
+        counts: ``B`` int tensor, number of valid pixels of each image (``sum == pred.numel()``).
+        protocol: scaling policy and clamp range (the mask must already be applied).
+
+    Returns the same dict as :func:`compute_metrics`.
+    """
+    pv, gv, n = pred, gt, counts.to(torch.int64)
+    if pv.shape != gv.shape or pv.dim() != 1:
+        raise ValueError(f"pred {tuple(pv.shape)} and gt {tuple(gv.shape)} must be flat vectors of one length")
+    if int(n.sum()) != pv.numel():
+        raise ValueError(f"counts sum to {int(n.sum())}, but there are {pv.numel()} values")
+    bsz = n.numel()
     total = pv.numel()
 
     if protocol.scale == "median":
@@ -453,12 +478,228 @@ def compute_metrics(
     out["silog"] = 100.0 * torch.sqrt((mean_d2 - mean_d * mean_d).clamp_min(0.0))
 
     empty = n == 0
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=gt.device)
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=gv.device)
     for key in METRIC_NAMES:
         out[key] = torch.where(empty, nan, out[key])
     out["scale"] = torch.where(empty, nan, scale.to(torch.float64))
     out["valid_px"] = n.to(torch.int64)
     return out
+
+
+def sample_resized(disp: Tensor, gt_hw: tuple[int, int], batch: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """Values of ``resize_disparity(disp, gt_hw)`` at the pixels ``(batch, rows, cols)`` only.
+
+    Same half-pixel bilinear rule as :func:`resize_disparity` (``align_corners=False``, source
+    coordinates clamped at 0, computed in float64), evaluated at the requested pixels instead of
+    the whole ``H x W`` map: for sparse GT (Velodyne: ~4 % of the pixels) evaluation never
+    builds the full-resolution prediction. Returns float64 values (cast as needed).
+    """
+    disp = _as_b1hw(disp, "disp")
+    h, w = int(disp.shape[-2]), int(disp.shape[-1])
+    H, W = int(gt_hw[0]), int(gt_hw[1])
+    src = disp[:, 0].to(torch.float64)
+    if (h, w) == (H, W):
+        return src[batch, rows, cols]
+
+    def axis(idx: Tensor, n_in: int, n_out: int):
+        pos = ((idx.to(torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp_min(0.0)
+        i0 = pos.floor().to(torch.int64).clamp_max(n_in - 1)
+        i1 = torch.where(i0 < n_in - 1, i0 + 1, i0)
+        lam = pos - i0.to(torch.float64)
+        return i0, i1, lam
+
+    y0, y1, ly = axis(rows, h, H)
+    x0, x1, lx = axis(cols, w, W)
+    top = (1.0 - lx) * src[batch, y0, x0] + lx * src[batch, y0, x1]
+    bottom = (1.0 - lx) * src[batch, y1, x0] + lx * src[batch, y1, x1]
+    return (1.0 - ly) * top + ly * bottom
+
+
+def compute_metrics_sparse(
+    disp: Tensor | np.ndarray,
+    gt: Tensor | np.ndarray | list[np.ndarray],
+    protocol: Protocol,
+    mask: Tensor | np.ndarray | None = None,
+) -> dict[str, Tensor]:
+    """:func:`compute_metrics` of ``1 / resize_disparity(disp, gt size)`` without the resize.
+
+    ``disp`` is a ``B x 1 x h x w`` (or ``B x h x w``) disparity-like map (``1 / depth``) at any
+    resolution; ``gt`` the ``B x 1 x H x W`` GT (or a list of ``B`` equally sized ``H x W``
+    arrays, which saves stacking them). Only the valid GT pixels (GT rule, crop, ``mask``) are
+    interpolated (the bilinear rule of :func:`resize_disparity`, in float64), so the cost
+    follows the number of GT points, not the image size. Tensors on the CPU and NumPy arrays
+    take a NumPy path (much faster than small torch ops on one core); CUDA tensors stay in
+    torch. Results equal the dense path to float32 rounding; returns the same dict of
+    ``B``-vectors (torch, float64) as :func:`compute_metrics`.
+    """
+    if isinstance(disp, Tensor) and disp.device.type != "cpu":
+        return _compute_metrics_sparse_torch(disp, gt, protocol, mask)
+    d = _np3(disp, "disp")
+    gts = [np.asarray(g) for g in gt] if isinstance(gt, (list, tuple)) else list(_np3(gt, "gt"))
+    if d.shape[0] != len(gts):
+        raise ValueError(f"disp has {d.shape[0]} images, gt has {len(gts)}")
+    if any(g.ndim != 2 or g.shape != gts[0].shape for g in gts):
+        raise ValueError("gt maps must all be H x W of one size")
+    masks = None
+    if mask is not None:
+        m = _np3(mask, "mask").astype(bool)
+        masks = [np.broadcast_to(m[i if m.shape[0] > 1 else 0], gts[0].shape) for i in range(len(gts))]
+    dtype = d.dtype.type if np.issubdtype(d.dtype, np.floating) else np.float32
+    pv_parts, gv_parts, counts = [], [], []
+    for i, g in enumerate(gts):
+        r, c, gv = _valid_points_np(g, protocol, None if masks is None else masks[i])
+        dv = _sample_np(d[i], g.shape, r, c).astype(dtype)
+        with np.errstate(divide="ignore"):
+            pv_parts.append((dtype(1.0) / dv).astype(dtype))
+        gv_parts.append(gv if np.issubdtype(gv.dtype, np.floating) else gv.astype(np.float32))
+        counts.append(gv.size)
+    pv = np.concatenate(pv_parts) if pv_parts else np.zeros(0, dtype)
+    gv = np.concatenate(gv_parts) if gv_parts else np.zeros(0, np.float32)
+    n = np.asarray(counts, dtype=np.int64)
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in _metrics_np(pv, gv, n, protocol).items()}
+
+
+def _np3(x, what: str) -> np.ndarray:
+    """``B x H x W`` NumPy view of a ``B x 1 x H x W`` / ``B x H x W`` / ``H x W`` array or tensor."""
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim == 2:
+        return x[None]
+    if x.ndim == 3:
+        return x
+    if x.ndim == 4 and x.shape[1] == 1:
+        return x[:, 0]
+    raise ValueError(f"{what} must be B x 1 x H x W (or B x H x W / H x W), got {tuple(x.shape)}")
+
+
+def _valid_points_np(gt: np.ndarray, protocol: Protocol, mask: np.ndarray | None):
+    """``(rows, cols, values)`` of the valid pixels of one ``H x W`` GT map, row-major.
+
+    One comparison pass over the crop's rows (a contiguous block) finds the candidates
+    (``gt > min_depth`` or ``gt > 0``); the column range, the upper bound and the extra mask
+    are applied to the candidates only.
+    """
+    h, w = gt.shape
+    r0, r1, c0, c1 = crop_bounds(h, w, protocol.crop)
+    block = np.ascontiguousarray(gt[r0:r1]).reshape(-1)
+    lower = protocol.min_depth if protocol.gt_mask == "range" else 0.0
+    idx = np.flatnonzero(block > lower)
+    vals = block[idx]
+    r, c = np.divmod(idx, w)
+    r += r0
+    # NaN and -inf fail ``> lower``; +inf fails ``< max_depth`` or the finiteness test
+    keep = vals < protocol.max_depth if protocol.gt_mask == "range" else np.isfinite(vals)
+    if (c0, c1) != (0, w):
+        keep &= (c >= c0) & (c < c1)
+    if mask is not None:
+        keep &= mask[r, c]
+    return r[keep], c[keep], vals[keep]
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices ``i0, i1`` and weight ``lam`` of every output index for a half-pixel
+    bilinear resize from ``n_in`` to ``n_out`` samples (the rule of :func:`sample_resized`)."""
+    pos = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(pos).astype(np.int64), n_in - 1)
+    i1 = np.where(i0 < n_in - 1, i0 + 1, i0)
+    return i0, i1, pos - i0
+
+
+def _sample_np(disp: np.ndarray, gt_hw, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float64 values of one ``h x w`` map bilinearly resized to ``gt_hw``, at ``(r, c)`` only
+    (four gathers and two lerps per point, weights from per-axis tables)."""
+    h, w = disp.shape
+    H, W = int(gt_hw[0]), int(gt_hw[1])
+    src = np.ascontiguousarray(disp).reshape(-1)
+    if (h, w) == (H, W):
+        return src[r * w + c].astype(np.float64)
+    y0, y1, ly = _axis_table(h, H)
+    x0, x1, lx = _axis_table(w, W)
+    top_row, bottom_row = (y0 * w)[r], (y1 * w)[r]
+    left, right = x0[c], x1[c]
+    v00 = src[top_row + left].astype(np.float64)
+    v01 = src[top_row + right].astype(np.float64)
+    v10 = src[bottom_row + left].astype(np.float64)
+    v11 = src[bottom_row + right].astype(np.float64)
+    lam = lx[c]
+    top = v00 + lam * (v01 - v00)
+    bottom = v10 + lam * (v11 - v10)
+    return top + ly[r] * (bottom - top)
+
+
+def _metrics_np(pv: np.ndarray, gv: np.ndarray, n: np.ndarray, protocol: Protocol) -> dict[str, np.ndarray]:
+    """NumPy twin of :func:`metrics_from_values` (same formulas, same float32/float64 split)."""
+    bsz = n.size
+    starts = np.concatenate(([0], np.cumsum(n)[:-1])).astype(np.int64)
+    nonempty = n > 0
+    ne_starts = starts[nonempty]
+    n_f = n.astype(np.float64)
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        out = np.full(bsz, np.nan)
+        if ne_starts.size:
+            out[nonempty] = np.add.reduceat(x.astype(np.float64), ne_starts) / n_f[nonempty]
+        return out
+
+    def seg_median(x: np.ndarray) -> np.ndarray:
+        out = np.full(bsz, np.nan, dtype=x.dtype)
+        for i in np.flatnonzero(nonempty):
+            out[i] = np.median(x[starts[i]:starts[i] + n[i]])
+        return out
+
+    if protocol.scale == "median":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = (seg_median(gv) / seg_median(pv)).astype(pv.dtype)
+        pv = pv * np.repeat(scale, n)
+    elif protocol.scale == "stereo_factor":
+        scale = np.full(bsz, protocol.stereo_factor, dtype=pv.dtype)
+        pv = pv * pv.dtype.type(protocol.stereo_factor)
+    else:
+        scale = np.ones(bsz, dtype=pv.dtype)
+    pv = np.clip(pv, pv.dtype.type(protocol.min_depth), pv.dtype.type(protocol.max_depth))
+
+    diff = gv - pv
+    sq = diff * diff
+    log_diff = np.log(pv) - np.log(gv)
+    ratio = np.maximum(gv / pv, pv / gv)
+    out: dict[str, np.ndarray] = {}
+    out["abs_rel"] = mean(np.abs(diff) / gv)
+    out["sq_rel"] = mean(sq / gv)
+    out["rmse"] = np.sqrt(mean(sq))
+    mean_d2 = mean(log_diff * log_diff)
+    out["rmse_log"] = np.sqrt(mean_d2)
+    out["log10"] = mean(np.abs(log_diff)) / math.log(10.0)
+    out["a1"] = mean(ratio < 1.25)
+    out["a2"] = mean(ratio < 1.25**2)
+    out["a3"] = mean(ratio < 1.25**3)
+    mean_d = mean(log_diff)
+    out["silog"] = 100.0 * np.sqrt(np.maximum(mean_d2 - mean_d * mean_d, 0.0))
+    out["scale"] = np.where(nonempty, scale.astype(np.float64), np.nan)
+    out["valid_px"] = n.astype(np.int64)
+    return out
+
+
+def _compute_metrics_sparse_torch(disp: Tensor, gt: Tensor, protocol: Protocol, mask: Tensor | None) -> dict[str, Tensor]:
+    disp = _as_b1hw(disp, "disp")
+    gt = _as_b1hw(gt, "gt").to(disp.device)
+    if disp.shape[0] != gt.shape[0]:
+        raise ValueError(f"disp has {disp.shape[0]} images, gt has {gt.shape[0]}")
+    bsz, _, h, w = gt.shape
+    if not gt.is_floating_point():
+        gt = gt.float()
+    dtype = disp.dtype if disp.is_floating_point() else torch.float32
+    r0, r1, c0, c1 = crop_bounds(h, w, protocol.crop)
+    gt_c = gt[:, 0, r0:r1, c0:c1]
+    valid = _gt_rule(gt_c, protocol)
+    if mask is not None:
+        valid = valid & _mask_b1hw(mask.to(gt.device), (bsz, 1, h, w))[:, 0, r0:r1, c0:c1]
+    b, r, c = torch.nonzero(valid, as_tuple=True)
+    n = torch.bincount(b, minlength=bsz)
+    gv = gt_c[b, r, c]
+    dv = sample_resized(disp, (h, w), b, r + r0, c + c0).to(dtype)
+    return metrics_from_values(1.0 / dv, gv, n, protocol)
 
 
 # --------------------------------------------------------------------------------------------

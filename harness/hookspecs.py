@@ -60,12 +60,14 @@ def harness_register_students(register):
 def harness_register_datasets(register):
     """Register datasets.
 
-    Call ``register(name, dataset_cls, *, description, prepare=None)``. ``dataset_cls(root,
-    split, **cfg)`` is a map-style torch dataset with a ``provides`` frozenset of batch keys,
-    ``eval_gt(i)`` (native-resolution GT for evaluation) and ``protocol(split)`` returning
-    the :class:`harness.evaluate.Protocol` its test split is scored under.
-    ``prepare(cfg, cache_dir) -> root`` is optional: it makes the data available when no
-    ``--data-root`` is given (the built-in ``synth`` set generates itself into the cache).
+    Call ``register(name, dataset_cls, *, description, prepare=None, config=None)``.
+    ``dataset_cls(root, split, height, width, need, seed, **split_cfg)`` is a map-style torch
+    dataset with ``provides`` (the batch keys it can produce), ``split``, ``split_hash``,
+    ``gt_source``, ``fingerprint``, ``eval_gt(i)`` (native-resolution GT for evaluation) and
+    ``mean_depth_map()``. ``config`` is the dataset's mmengine data config (merged when
+    ``--dataset`` selects it; its ``protocol`` section is the evaluation protocol).
+    ``prepare(data_cfg, cache_dir, progress) -> root`` is optional: it makes the data available
+    when no ``--data-root`` is given (the built-in ``synth`` set generates itself into the cache).
     """
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from harness import checkpoint, results, teacher_cache
+from harness import checkpoint, precompute, results, teacher_cache
 from harness.config import section
 from harness.errors import HarnessError
 from harness.evaluate import (
@@ -83,6 +83,7 @@ class RunContext:
 
     def protocol(self, dataset, scale: str | None) -> Protocol:
         p = dict(self.data_cfg.get("protocol") or {})
+        p.update((self.data_cfg.get("split_protocols") or {}).get(dataset.split, {}))
         if scale is not None:
             p["scale"] = scale
         return Protocol(
@@ -116,9 +117,9 @@ class RunContext:
 
     def train_teacher(self, teacher, train_set, val_set) -> dict[str, Any]:
         tcfg = section(self.cfg, "teacher_train")
-        if not getattr(teacher, "trainable", True):
-            return {"trained": False}
         key = teacher_cache.teacher_key(section(self.cfg, "teacher"), tcfg, train_set.fingerprint, self.data_cfg["input_size"])
+        if not getattr(teacher, "trainable", True):
+            return {"trained": False, "key": key}
         val_protocol = self.protocol(val_set, "none")
 
         def train_fn(model, work):
@@ -137,9 +138,28 @@ class RunContext:
         return teacher_cache.load_or_train(teacher, key=key, cache_dir=self.cache_dir, train_fn=train_fn, describe=describe)
 
 
+    def with_precomputed(self, spec: dict[str, str], datasets: dict[str, Any]):
+        """Run the configured teacher once per split, store its maps, wrap ``datasets``
+        (split config key -> dataset)."""
+        t = time.time()
+        name, teacher = self.build_model("teachers", "teacher")
+        info = self.load_teacher(teacher)
+        first = next(iter(datasets.values()))
+        root = precompute.store_root(self.data_root, self.cache_dir, first.fingerprint, f"{name}-{info['key']}")
+        wrapped = []
+        for split_key, ds in datasets.items():
+            canonical = self.build_dataset(split_key, frozenset(teacher.input_keys) | {"meta"}, flip_mode=None)
+            precompute.precompute_split(teacher, canonical, spec, root, device=self.device,
+                                        progress=progress_callback("precompute") if self.progress else None)
+            wrapped.append(precompute.WithPrecomputed(ds, {key: root for key in spec}))
+        teacher.to("cpu")
+        self.timings["precompute_s"] = time.time() - t
+        return wrapped
+
+
 def _val_metrics(runner) -> dict[str, float]:
     scalars = runner.message_hub.log_scalars
-    return {k.split("/", 1)[1]: float(v.current()) for k, v in scalars.items() if k.startswith("val/")}
+    return {k.split("/")[-1]: float(v.current()) for k, v in scalars.items() if k.startswith("val/val/")}
 
 
 def check_needs(owner: str, model, needs: Needs) -> None:
@@ -180,6 +200,8 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     eval_need = frozenset({"image", "depth_gt", "depth_gt_mask", "meta"})
     val_set = ctx.build_dataset("val", eval_need | (need & set(train_set.provides)))
     test_set = ctx.build_dataset("test", eval_need)
+    if strategy.precompute:
+        train_set, val_set = ctx.with_precomputed(strategy.precompute, {"train": train_set, "val": val_set})
     check_needs("student", student, strategy.student_needs)
     check_needs("teacher", teacher, strategy.teacher_needs)
 

@@ -29,6 +29,7 @@ class Strategy(nn.Module):
     teacher_needs / student_needs: validated against the models before training.
     eval_scale_policy: ``"none"``, ``"median"`` or ``"stereo_factor"``; overrides the dataset
         protocol's scaling for this method's student (recorded in the result's protocol).
+    precompute: teacher outputs the harness computes once and adds to every batch.
 
     Every config key under ``method`` except ``type`` arrives as a keyword argument of
     ``__init__`` (subclasses declare their options there, so a misspelt key is an error);
@@ -41,6 +42,9 @@ class Strategy(nn.Module):
     teacher_needs: Needs = Needs()
     student_needs: Needs = Needs(depth=True)
     eval_scale_policy: str | None = None
+    #: batch key -> teacher output ("disp", "depth" or "aux:<name>") computed once by the
+    #: configured frozen teacher and stored beside the data (see ``harness.precompute``)
+    precompute: dict[str, str] = {}
 
     #: weights of the named loss terms; ``method.loss_weights`` in the config overrides them
     default_loss_weights: dict[str, float] = {}

@@ -13,8 +13,10 @@ Layout (``W`` = ``base_width``, ``D`` = ``max_disp // 4`` disparity levels at st
 4. **Soft-argmin**: logits = ``scale * cost + head(dec_s4)`` (``scale`` learned), softmax over
    the ``D`` levels, expected disparity in full-resolution pixels at stride 4.
 5. **Upsampling and refinement**: bilinear x4 (values are already full-resolution pixels),
-   then a small residual conv block guided by the full-resolution left image; ReLU keeps the
-   disparity non-negative.
+   then ``refine_steps`` residual conv blocks at full resolution, each fed the left image, the
+   right image warped by the current disparity and their absolute difference (so sub-pixel
+   corrections come from image evidence, not the left image alone); ReLU keeps the disparity
+   non-negative.
 
 Depth is ``fx * baseline / disp`` clamped to ``[min_depth, max_depth]``.
 
@@ -113,7 +115,8 @@ class StereoTeacher(nn.Module):
     trainable = True
 
     def __init__(self, max_disp: int = 48, base_width: int = 32, cost: str = "correlation",
-                 min_depth: float = 0.1, max_depth: float = 100.0) -> None:
+                 min_depth: float = 0.1, max_depth: float = 100.0, refine_steps: int = 2,
+                 refine_width: int = 8, subpixel: bool = True) -> None:
         super().__init__()
         if cost not in COSTS:
             raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
@@ -122,12 +125,16 @@ class StereoTeacher(nn.Module):
         if not 0 < min_depth < max_depth:
             raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
         self.max_disp = int(max_disp)
-        self.levels = self.max_disp // 4
+        # correlation volumes sample every full-resolution pixel of disparity: the right image is
+        # also encoded shifted by 1..3 px, so level 4j+k compares f_l(x) with f_{r,k}(x - j)
+        self.subpixel = 4 if (subpixel and cost == "correlation") else 1
+        self.levels = self.max_disp // 4 * self.subpixel
         self.base_width = base_width
         self.cost = cost
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
         self.smooth_weight = 1e-3
+        self.rel_weight = 10.0
         self.ssim_alpha = 0.85
 
         w, d = base_width, self.levels
@@ -148,18 +155,21 @@ class StereoTeacher(nn.Module):
         self.dec4 = ConvBNReLU(c8 + c4, c4, 3)
         self.logit_head = nn.Conv2d(c4, d, 3, 1, 1)
         self.cost_scale = nn.Parameter(torch.tensor(4.0))
-        # Full-resolution residual refinement guided by the left image.
-        r = max(4, w // 2)
-        self.refine = nn.Sequential(
-            ConvBNReLU(1 + 3, r, 3), BasicBlock(r, r), nn.Conv2d(r, 1, 3, 1, 1)
+        # Full-resolution residual refinement (``refine_steps`` steps). Each step sees the left image, the right image warped by the current
+        # disparity and their difference, so sub-pixel corrections come from image evidence.
+        r = refine_width
+        self.refine = nn.ModuleList(
+            nn.Sequential(ConvBNReLU(1 + 3 + 3 + 1, r, 3), BasicBlock(r, r), nn.Conv2d(r, 1, 3, 1, 1))
+            for _ in range(refine_steps)
         )
         init_weights(self)
         nn.init.normal_(self.logit_head.weight, std=1e-2)
         nn.init.zeros_(self.logit_head.bias)
-        nn.init.normal_(self.refine[-1].weight, std=1e-3)
-        nn.init.zeros_(self.refine[-1].bias)
+        for step in self.refine:
+            nn.init.normal_(step[-1].weight, std=1e-3)
+            nn.init.zeros_(step[-1].bias)
         self.register_buffer(
-            "disp_values", 4.0 * torch.arange(d, dtype=torch.float32).view(1, d, 1, 1),
+            "disp_values", 4.0 / self.subpixel * torch.arange(d, dtype=torch.float32).view(1, d, 1, 1),
             persistent=False,
         )
 
@@ -169,12 +179,18 @@ class StereoTeacher(nn.Module):
         return [FeatureSpec(f"dec_s{s}", self.agg_channels[s], s) for s in (4, 8, 16, 32)]
 
     # ------------------------------------------------------------------ network
-    def cost_volume(self, fl: Tensor, fr: Tensor) -> Tensor:
-        """``B x D x h x w`` matching score (higher = better match) at stride 4."""
+    def cost_volume(self, fl: Tensor, fr: Tensor | list[Tensor]) -> Tensor:
+        """``B x D x h x w`` matching score (higher = better match) at stride 4.
+
+        ``fr`` is the right features, or (sub-pixel volumes) a list of the right features of
+        the right image shifted by ``k = 0 .. subpixel-1`` full-resolution pixels.
+        """
         if self.concat_cost is not None:
             return self.concat_cost(fl, fr, self.levels)
+        shifted = fr if isinstance(fr, list) else [fr]
+        n = len(shifted)
         return torch.stack(
-            [(fl * _shift_right(fr, d)).mean(1) for d in range(self.levels)], dim=1
+            [(fl * _shift_right(shifted[d % n], d // n)).mean(1) for d in range(self.levels)], dim=1
         )
 
     def forward(self, batch: dict[str, Any], student_out: DepthOutput | None = None) -> DepthOutput:
@@ -197,9 +213,12 @@ class StereoTeacher(nn.Module):
         b = left.shape[0]
 
         # Siamese features: one pass over the stacked pair.
-        feats = self.extractor(normalise_image(torch.cat([left, right], dim=0)))
-        fl, fr = feats[:b], feats[b:]
-        cost = self.cost_volume(fl, fr)
+        right_n = normalise_image(right)
+        views = [right_n] + [F.pad(right_n[..., :-k], (k, 0, 0, 0), mode="replicate") for k in range(1, self.subpixel)]
+        feats = self.extractor(torch.cat([normalise_image(left), *views], dim=0))
+        fl = feats[:b]
+        fr = [feats[b * (k + 1): b * (k + 2)] for k in range(self.subpixel)]
+        cost = self.cost_volume(fl, fr if self.subpixel > 1 else fr[0])
 
         a4 = self.agg_in(torch.cat([cost, fl], dim=1))
         a8 = self.down8(a4)
@@ -214,8 +233,12 @@ class StereoTeacher(nn.Module):
         prob = torch.softmax(logits, dim=1)
         disp4 = (prob * self.disp_values.to(prob.dtype)).sum(1, keepdim=True)  # full-res px
         disp_up = F.interpolate(disp4, size=(h, w), mode="bilinear", align_corners=False)
-        res = self.refine(torch.cat([disp_up / self.max_disp, normalise_image(left)], dim=1))
-        disp = F.relu(disp_up + res)
+        left_n, right_n = normalise_image(left), normalise_image(right)
+        disp = disp_up
+        for step in self.refine:
+            warped = warp_stereo(right_n, disp, "r2l")
+            err = (left_n - warped).abs().mean(1, keepdim=True)
+            disp = F.relu(disp + step(torch.cat([disp / self.max_disp, left_n, warped, err], dim=1)))
 
         return DepthOutput(
             disp={0: disp},
@@ -241,10 +264,11 @@ class StereoTeacher(nn.Module):
     def self_loss(self, batch: dict[str, Any], out: DepthOutput) -> dict[str, Tensor]:
         """The teacher's own training loss; the terms are already weighted, sum them.
 
-        With ``depth_gt`` in ``batch``: ``{"disp_l1": smooth-L1}`` between ``out.disp[0]`` and
-        ``fx * baseline / depth_gt`` (both in input-resolution pixels) at pixels where
-        ``depth_gt > 0`` (and ``depth_gt_mask`` if given); a prediction of a different size
-        than the GT is resized bilinearly to the GT grid. Otherwise self-supervised:
+        With ``depth_gt`` in ``batch``: ``disp_l1`` (smooth-L1, px) and ``disp_rel`` (10 x mean
+        ``|d - d*| / d*``) between the disparity and ``d* = fx * baseline / depth_gt`` at pixels
+        where ``depth_gt > 0`` (and ``depth_gt_mask`` if given), on the refined output plus, at
+        half weight, the stride-4 soft-argmin output; predictions of another size are resized
+        bilinearly to the GT grid. Otherwise self-supervised:
         ``{"photo": 0.85 SSIM + 0.15 L1 of left vs warped right, "smooth": 1e-3 * edge-aware
         smoothness}``.
         """
@@ -255,15 +279,21 @@ class StereoTeacher(nn.Module):
             valid = torch.isfinite(gt) & (gt > 0)
             if "depth_gt_mask" in batch:
                 valid = valid & batch["depth_gt_mask"].to(torch.bool)
-            if disp.shape[-2:] != gt.shape[-2:]:
-                disp = F.interpolate(disp, size=gt.shape[-2:], mode="bilinear",
-                                     align_corners=False)
-            gt_disp = self._focal_baseline(batch["K"], batch["baseline"], disp) / gt.clamp(
-                min=1e-6
-            )
+            gt_disp = self._focal_baseline(batch["K"], batch["baseline"], disp) / gt.clamp(min=1e-6)
             if not bool(valid.any()):
-                return {"disp_l1": disp.sum() * 0.0}
-            return {"disp_l1": F.smooth_l1_loss(disp[valid], gt_disp[valid])}
+                return {"disp_l1": disp.sum() * 0.0, "disp_rel": disp.sum() * 0.0}
+            terms = {"disp_l1": disp.new_zeros(()), "disp_rel": disp.new_zeros(())}
+            # the refined output and (half weight) the stride-4 soft-argmin before refinement
+            preds = [(1.0, disp)] + ([(0.5, out.aux["disp_s4"])] if "disp_s4" in out.aux else [])
+            for weight, pred in preds:
+                if pred.shape[-2:] != gt.shape[-2:]:
+                    pred = F.interpolate(pred, size=gt.shape[-2:], mode="bilinear", align_corners=False)
+                p, g = pred[valid], gt_disp[valid]
+                terms["disp_l1"] = terms["disp_l1"] + weight * F.smooth_l1_loss(p, g)
+                # relative error |d - d*| / d* (= depth abs_rel to first order): far pixels, whose
+                # disparities are small, would otherwise hardly count
+                terms["disp_rel"] = terms["disp_rel"] + weight * self.rel_weight * ((p - g).abs() / g).mean()
+            return terms
 
         _require(batch, ("image", "image_right"), "StereoTeacher.self_loss (self-supervised)")
         left, right = batch["image"], batch["image_right"]

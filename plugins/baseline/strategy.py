@@ -25,6 +25,7 @@ class BaselineStrategy(Strategy):
     """
 
     teacher_mode = "none"
+    eval_scale_policy = "none"  # metric depth: GT, or the real stereo baseline, fixes the scale
     student_needs = Needs(depth=True, scales=(0, 1, 2, 3))
 
     default_loss_weights = {"gt": 1.0, "photo": 1.0, "smooth": 1e-3}

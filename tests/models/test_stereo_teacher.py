@@ -52,7 +52,10 @@ def test_shapes_and_specs(batch, cost):
     assert isinstance(out, DepthOutput)
     assert out.disp_units == "px" and out.depth_kind == "metric"
     assert out.disp[0].shape == (2, 1, 64, 128) and out.depth[0].shape == (2, 1, 64, 128)
-    assert out.aux["cost_volume_s4"].shape == (2, 8, 16, 32)
+    # correlation volumes have one level per full-resolution pixel of disparity (sub-pixel
+    # shifted right features); concat volumes one level per 4 px
+    levels = 32 if cost == "correlation" else 8
+    assert out.aux["cost_volume_s4"].shape == (2, levels, 16, 32)
     specs = teacher.feature_specs()
     assert all(isinstance(s, FeatureSpec) for s in specs)
     assert [s.name for s in specs] == ["dec_s4", "dec_s8", "dec_s16", "dec_s32"]
@@ -98,8 +101,8 @@ def test_supervised_gradients_reach_every_parameter(batch, cost):
     b["depth_gt"][:, :, :4] = 0  # some invalid GT
     out = teacher(b)
     terms = teacher.self_loss(b, out)
-    assert set(terms) == {"disp_l1"}
-    terms["disp_l1"].backward()
+    assert set(terms) == {"disp_l1", "disp_rel"}
+    sum(terms.values()).backward()
     for name, p in teacher.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
@@ -109,9 +112,11 @@ def test_supervised_loss_handles_gt_resolution_and_empty_mask(batch):
     out = DepthOutput(disp={0: torch.full((2, 1, 64, 128), 8.0, requires_grad=True)})
     # GT at twice the input resolution: disparity is compared in input-resolution pixels.
     b = dict(batch, depth_gt=depth_gt_for([8, 8], 128, 256))
-    assert teacher.self_loss(b, out)["disp_l1"].item() == pytest.approx(0.0, abs=1e-6)
+    terms = teacher.self_loss(b, out)
+    assert terms["disp_l1"].item() == pytest.approx(0.0, abs=1e-6)
+    assert terms["disp_rel"].item() == pytest.approx(0.0, abs=1e-6)
     b["depth_gt_mask"] = torch.zeros(2, 1, 128, 256, dtype=torch.bool)
-    loss = teacher.self_loss(b, out)["disp_l1"]
+    loss = sum(teacher.self_loss(b, out).values())
     assert loss.item() == 0.0
     loss.backward()
 
@@ -203,3 +208,18 @@ def test_learns_disparity_self_supervised(single_thread):
     torch.manual_seed(0)
     before, after = _train(StereoTeacher(max_disp=32, base_width=8), supervised=False)
     assert after < 0.35 * before and after < 1.5, (before, after)
+
+
+def test_subpixel_correlation_volume_peaks_at_the_true_full_resolution_disparity():
+    # right(x) = left(x + 5): 5 px = one stride-4 step plus a 1 px sub-step, invisible to a
+    # volume sampled every 4 px; the sub-pixel volume must peak exactly at level 5.
+    torch.manual_seed(0)
+    teacher = StereoTeacher(max_disp=32, base_width=8).eval()
+    texture = torch.rand(1, 3, 64, 160)
+    left, right = texture[..., :128], texture[..., 5:133]
+    K = torch.tensor([[[100.0, 0, 64], [0, 100.0, 32], [0, 0, 1]]])
+    with torch.no_grad():
+        cost = teacher({"image": left, "image_right": right, "K": K, "baseline": torch.tensor([0.5])}).aux["cost_volume_s4"]
+    votes = torch.bincount(cost[0, :, 4:-4, 8:-4].argmax(0).flatten(), minlength=32)
+    # untrained features: the unnormalised correlation is noisy, but level 5 must win clearly
+    assert votes.argmax() == 5 and votes[5] > 0.35 * votes.sum() and votes[5] > 5 * votes[4] and votes[5] > 5 * votes[6]

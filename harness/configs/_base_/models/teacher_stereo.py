@@ -1,6 +1,6 @@
 # Stereo teacher with a correlation cost volume and soft-argmin, trained by the harness
 # (supervised where the dataset has GT, photometric otherwise) and cached by hash(config, data).
-teacher = dict(type="stereo", max_disp=48, base_width=16, cost="correlation")
+teacher = dict(type="stereo", max_disp=64, base_width=16, cost="correlation")
 teacher_train = dict(
     epochs=12,
     batch_size=8,
