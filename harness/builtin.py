@@ -41,6 +41,16 @@ def harness_register_datasets(register):
         description="DrivingStereo: half-size train/test and the sunny/cloudy/foggy/rainy sets (needs --data-root)",
         config=str(_DATASET_CONFIGS / "drivingstereo.py"),
     )
+    # --- robustness (issue 9): corrupted views, clean for training, --eval-robustness implied ---
+    from harness.data.corrupted import DrivingStereoCDataset, KittiCDataset, SynthCDataset
+
+    register("synth-c", SynthCDataset, prepare=prepare_synth, config=str(_DATASET_CONFIGS / "synth-c.py"),
+             description="synth + KITTI-C corruptions (18 x 5, on the fly); evaluates all conditions")
+    register("kitti-c", KittiCDataset, config=str(_DATASET_CONFIGS / "kitti-c.py"),
+             description="KITTI + KITTI-C corruptions on the fly (or RoboDepth's stored copy); needs --data-root")
+    register("drivingstereo-c", DrivingStereoCDataset, config=str(_DATASET_CONFIGS / "drivingstereo-c.py"),
+             description="DrivingStereo + KITTI-C corruptions, the four weather sets as conditions; needs --data-root")
+    # --- end robustness ---
 
 
 @hookimpl

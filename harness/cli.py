@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 EXIT_USAGE = 2
-LIST_KINDS = ("methods", "datasets", "teachers", "students", "metrics", "plugins")
+LIST_KINDS = ("methods", "datasets", "teachers", "students", "metrics", "plugins", "corruptions")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    ls = sub.add_parser("list", help="list registered methods, datasets, teachers, students, metrics or plugins")
+    ls = sub.add_parser("list", help="list registered methods, datasets, teachers, students, metrics or plugins "
+                        "(or the 18 image corruptions)")
     ls.add_argument("kind", choices=LIST_KINDS)
 
     run = sub.add_parser("run", help="train (teacher if needed, then student), evaluate, write a result JSON")
@@ -41,11 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=("auto", "cpu", "cuda"))
     run.add_argument("--quick", action="store_true", help="tiny smoke-test profile (< 1 min on 2 cores)")
     run.add_argument("--resume", action="store_true", help="continue from the work dir's last checkpoints")
+    # --- robustness (issue 9) ---
+    run.add_argument("--eval-robustness", action="store_true",
+                     help="after the clean test, evaluate the student on the corruption (and weather) conditions "
+                     "(config evaluate.robustness; see docs/robustness.md)")
+    run.add_argument("--corruption", metavar="NAME|all", help="robustness conditions: a corruption, 'a,b' or all "
+                     "(implies --eval-robustness; `harness list corruptions`)")
+    run.add_argument("--severity", metavar="1..5|all", help="robustness severities: 1..5, '1,3' or all "
+                     "(implies --eval-robustness)")
+    # --- end robustness ---
 
     lb = sub.add_parser("leaderboard", help="tabulate result files")
     lb.add_argument("--results", default="results")
     lb.add_argument("--format", default="github", help="github | latex | csv")
     lb.add_argument("--metric", default="abs_rel", help="metric to rank by (default abs_rel)")
+    lb.add_argument("--robustness", action="store_true",
+                    help="the robustness table instead (DEE, mCE, mRR, CE per corruption, weather sets)")
+    lb.add_argument("--robustness-reference", default="baseline", choices=("baseline", "robodepth_monodepth2"),
+                    help="reference row of CE/mCE: the baseline results of the same protocol (default) or "
+                    "RoboDepth's published MonoDepth2 table")
 
     data = sub.add_parser("data", help="data tools")
     dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -67,6 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--dataset", required=True, help="kitti or drivingstereo")
     chk.add_argument("--data-root", required=True)
     _split_options(chk)
+
+    # --- robustness (issue 9) ---
+    cor = dsub.add_parser("corrupt", help="KITTI-C-style corruptions: one image (--input) or a whole split "
+                          "(--dataset, RoboDepth layout)")
+    src = cor.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", metavar="IMG", help="one image (PNG/JPEG), corrupted at its own size")
+    src.add_argument("--dataset", help="synth, kitti or drivingstereo: write a corrupted copy of a split")
+    cor.add_argument("--data-root", help="dataset root (default for synth: generated into the cache)")
+    cor.add_argument("--out", required=True, help="output image (--input) or directory (--dataset)")
+    cor.add_argument("--corruption", metavar="NAME|all", help="a corruption, 'a,b' or all (default: all for --dataset)")
+    cor.add_argument("--severity", metavar="1..5|all", help="1..5, '1,3' or all (default: all for --dataset)")
+    cor.add_argument("--seed", type=int, default=0, help="corruption seed (default 0)")
+    cor.add_argument("--grid", action="store_true", help="with --input: write a picture, one row per corruption "
+                     "(clean + the severities), to --out")
+    cor.add_argument("--height", type=int, help="--dataset: image height (default: the dataset config's input size)")
+    cor.add_argument("--width", type=int, help="--dataset: image width (default: the dataset config's input size)")
+    cor.add_argument("--overwrite", action="store_true", help="--dataset: rewrite existing files")
+    _split_options(cor)
+    # --- end robustness ---
 
     ev = sub.add_parser("eval", help="score saved predictions (.npz with 'depth' or 'disparity') under a dataset's protocol")
     ev.add_argument("--predictions", required=True, help="N x H x W (or N x 1 x H x W) 'depth' (m) or 'disparity' (1/depth)")
@@ -124,6 +158,13 @@ def _host():
 
 
 def cmd_list(args) -> int:
+    if args.kind == "corruptions":  # robustness (issue 9): not a plugin registry
+        from harness.data import corruptions
+
+        for group, names in corruptions.GROUPS.items():
+            for name in names:
+                print(f"{name:<18} {group:<20} {corruptions.describe(name)}")
+        return 0
     host = _host()
     if args.kind == "plugins":
         for name, info in sorted(host.info.items()):
@@ -147,14 +188,16 @@ def cmd_run(args) -> int:
     if args.dataset:
         ds = catalog.get("datasets", args.dataset)
         dataset_config = ds.extra.get("config")
+    robustness_options = [o for o in args.cfg_options if o.startswith("evaluate.robustness")]
     cfg = build_run_config(
         method=args.method,
         method_config=method.extra.get("config"),
         dataset_config=dataset_config,
         config_file=resolve_profile(args.config),
         quick=args.quick,
-        cfg_options=args.cfg_options,
+        cfg_options=[o for o in args.cfg_options if o not in robustness_options],
     )
+    _configure_robustness(cfg, args, robustness_options)
     if args.dataset:
         cfg.data["dataset"] = args.dataset
     if args.data_root:
@@ -177,6 +220,33 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _configure_robustness(cfg, args, options: list[str]) -> None:
+    """Robustness (issue 9): ``--eval-robustness``/``--corruption``/``--severity``, then the
+    ``--cfg-options evaluate.robustness.KEY=VALUE`` items, over the config's ``evaluate.robustness``
+    (the key is optional in configs: its defaults live in ``harness.robustness.DEFAULTS``)."""
+    from harness import robustness
+    from harness.config import parse_cfg_options
+    from harness.errors import HarnessError
+
+    current = (cfg.get("evaluate") or {}).get("robustness") or {}
+    current = current.to_dict() if hasattr(current, "to_dict") else dict(current)
+    if args.eval_robustness or args.corruption or args.severity:
+        current["enabled"] = True
+    if args.corruption:
+        current["corruptions"] = args.corruption
+    if args.severity:
+        current["severities"] = args.severity
+    for key, value in parse_cfg_options(options).items():
+        sub = key[len("evaluate.robustness."):] if key.startswith("evaluate.robustness.") else ""
+        if not sub or "." in sub or sub not in robustness.DEFAULTS:
+            raise HarnessError(f"option --cfg-options: unknown config key {key!r} "
+                               f"(known: {', '.join('evaluate.robustness.' + k for k in robustness.DEFAULTS)})")
+        current[sub] = value
+    if current:
+        cfg.evaluate["robustness"] = current
+        robustness.settings(cfg)  # validate before any training
+
+
 def resolve_profile(config: str | None) -> str | None:
     """``--config NAME`` may name a bundled profile in ``harness/configs`` instead of a file."""
     from harness.config import CONFIG_DIR
@@ -187,15 +257,20 @@ def resolve_profile(config: str | None) -> str | None:
 
 
 def cmd_leaderboard(args) -> int:
-    from harness.leaderboard import render
+    from harness.leaderboard import render, render_robustness
     from harness.results import load_results
 
+    if args.robustness:
+        sys.stdout.write(render_robustness(load_results(args.results), fmt=args.format,
+                                           reference=args.robustness_reference))
+        return 0
     sys.stdout.write(render(load_results(args.results), fmt=args.format, metric=args.metric))
     return 0
 
 
 def cmd_data(args) -> int:
-    return {"synth": cmd_data_synth, "export-gt": cmd_data_export_gt, "check": cmd_data_check}[args.data_command](args)
+    return {"synth": cmd_data_synth, "export-gt": cmd_data_export_gt, "check": cmd_data_check,
+            "corrupt": cmd_data_corrupt}[args.data_command](args)
 
 
 def cmd_data_synth(args) -> int:
@@ -234,6 +309,81 @@ def cmd_data_check(args) -> int:
     report = check_split(args.dataset, args.data_root, split=args.split, split_file=args.split_file, host=_host())
     sys.stdout.write(report.format())
     return 0 if report.evaluable else 1
+
+
+def cmd_data_corrupt(args) -> int:
+    """Robustness (issue 9): ``harness data corrupt`` (one image, its picture, or a split)."""
+    from harness.data import corruptions, formats
+    from harness.errors import HarnessError
+
+    if args.input and not args.grid and not (args.corruption and args.severity):
+        raise HarnessError("options --corruption/--severity: --input needs both (or --grid for a picture)")
+    try:
+        conds = corruptions.resolve_conditions(args.corruption or "all", args.severity or "all")
+    except ValueError as exc:
+        raise HarnessError(f"options --corruption/--severity: {exc}") from None
+    if args.seed < 0:
+        raise HarnessError(f"option --seed: must be non-negative, got {args.seed}")
+    if args.input:
+        src = Path(args.input)
+        if not src.is_file():
+            raise HarnessError(f"option --input {src}: no such file")
+        try:
+            img = formats.read_image(src)
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"option --input {src}: cannot read the image ({exc})") from None
+        out = Path(args.out)
+        if args.grid:
+            names = list(dict.fromkeys(c for c, _ in conds))
+            sevs = sorted({s for _, s in conds})
+            formats.write_image(out, corruptions.grid_image(img, seed=args.seed, corruptions=names, severities=sevs))
+            print(f"wrote {len(names)} x {len(sevs)} corruption grid of {src.name} to {out}")
+            return 0
+        if len(conds) != 1:
+            raise HarnessError("options --corruption/--severity: --input takes one corruption and one severity "
+                               "(or add --grid for a picture of several)")
+        (name, sev), = conds
+        formats.write_image(out, corruptions.corrupt(img, name, sev, seed=args.seed))
+        print(f"wrote {name} severity {sev} (seed {args.seed}) of {src.name} to {out}")
+        return 0
+    return _data_corrupt_dataset(args, conds)
+
+
+def _data_corrupt_dataset(args, conds) -> int:
+    from harness.config import load_file
+    from harness.data.corrupted import BASE_OF, export_corrupted
+    from harness.errors import HarnessError
+    from harness.teacher_cache import cache_root
+    from harness.train import progress_callback
+
+    name = BASE_OF.get(args.dataset, args.dataset)
+    host = _host()
+    entry = host.catalog.get("datasets", name)
+    cfg_file = entry.extra.get("config") or str(Path(__file__).parent / "configs" / "_base_" / "datasets" / "synth.py")
+    data = load_file(cfg_file, "dataset config").to_dict()["data"]
+    if args.data_root:
+        root = Path(args.data_root)
+        if not root.is_dir():
+            raise HarnessError(f"option --data-root {root}: no such directory")
+    elif entry.extra.get("prepare") is not None:
+        root = entry.extra["prepare"](data, cache_root(None), progress_callback("data"))
+    else:
+        raise HarnessError(f"dataset {name!r} needs --data-root")
+    h, w = data["input_size"]
+    h, w = args.height or h, args.width or w
+    if h <= 0 or w <= 0:
+        raise HarnessError(f"options --height/--width: {h}x{w} must be positive")
+    split_cfg = dict(data.get("test") or {})
+    if args.split or args.split_file:
+        split_cfg["split"] = args.split or args.split_file
+    base = host.catalog.build("datasets", name, root=str(root), height=h, width=w,
+                              need=frozenset({"image", "meta"}), seed=0, **split_cfg)
+    stats = export_corrupted(base, args.out, conds, seed=args.seed, overwrite=args.overwrite,
+                             progress=progress_callback("corrupt"))
+    print(f"wrote {stats['written']} images ({stats['frames']} frames x {stats['conditions']} conditions + clean, "
+          f"{stats['skipped']} kept) to {args.out} in {stats['seconds']:.1f}s "
+          f"({stats['images_per_second']:.1f} images/s)")
+    return 0
 
 
 def cmd_eval(args) -> int:

@@ -16,7 +16,27 @@ A result is one JSON file per run (``schema_version`` 1)::
       "versions": {"stereodistill": ..., "torch": ..., "mmengine": ..., "numpy": ..., "python": ...},
       "git_commit": "<sha>" | null,
       "timings": {"total_s": ..., "data_s": ..., "teacher_s": ..., "train_s": ..., "eval_s": ...},
-      "created": "<ISO 8601 UTC>"
+      "created": "<ISO 8601 UTC>",
+      "robustness": {...}              # only with --eval-robustness / a *-c dataset, see below
+    }
+
+``robustness`` (``harness/robustness.py``, docs/robustness.md; absent when not evaluated)::
+
+    {
+      "spec": {"conditions": ["brightness/1", ...], "weather": ["sunny", ...], "seed": 0,
+               "corrupt_size": null | [H, W], "per_severity_draws": false, "stored": false,
+               "max_frames": null | n, "frames": n, "dee": "dee2", "round_digits": 3,
+               "corruptions_version": 1},
+      "spec_id": "<hash of spec>",     # results are compared only within (protocol.id, spec_id)
+      "clean": {"abs_rel": .., "a1": .., "dee": .., "metrics": {... clean test summary ...}},
+      "conditions": {"<corruption>/<severity>": {... test summary, as metrics.student ...}},
+      "weather": {"sunny": {... summary ...}, ...},          # DrivingStereo weather sets
+      "per_corruption": {"<corruption>": {"abs_rel": .., "a1": .., "dee": .., "severities": [1, .., 5],
+                                           "ce": .. | null, "rce": .. | null, "rr": ..}},
+      "summary": {"mCE": .. | null, "RmCE": .. | null, "mRR": .., "mDEE": .., "corruptions": n},
+      "complete": bool,                # all 18 corruptions x 5 severities
+      "reference": {"name": "baseline" | "robodepth_monodepth2", "source": .., "seeds": [..], ...},
+      "seconds": ..
     }
 
 ``harness leaderboard`` reads only these files.

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from harness import checkpoint, precompute, results, teacher_cache
+from harness import checkpoint, precompute, results, robustness, teacher_cache
 from harness.config import section
 from harness.errors import HarnessError
 from harness.evaluate import (
@@ -242,6 +242,10 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     student.to(ctx.device).eval()
     protocol = ctx.protocol(test_set, strategy.eval_scale_policy)
     metrics = {"student": evaluate_split(lambda x: strategy.predict(student, x), test_set, protocol, ctx)}
+    # robustness (issue 9): corrupted / adverse-weather conditions; None unless evaluate.robustness.enabled
+    robustness_record = robustness.evaluate_conditions(
+        ctx, lambda x: strategy.predict(student, x), test_set, protocol, metrics["student"],
+        method=method, results_dir=results_dir)
     eval_teacher = teacher if strategy.teacher_mode in ("frozen", "online") else None
     if eval_teacher is None and cfg.evaluate.get("teacher", True):
         # a reference row: the configured (cached) teacher, so a reader sees where the student sits
@@ -291,6 +295,8 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         "timings": {k: round(v, 2) for k, v in ctx.timings.items()},
         "created": results.now_iso(),
     }
+    if robustness_record is not None:
+        result["robustness"] = robustness_record
     path = results.write_result(result, results_dir)
     host.result_written(result, str(path))
     return result, path

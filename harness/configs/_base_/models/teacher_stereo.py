@@ -1,8 +1,8 @@
 # Stereo teacher with a correlation cost volume and soft-argmin, trained by the harness
 # (supervised where the dataset has GT, photometric otherwise) and cached by hash(config, data).
-teacher = dict(type="stereo", max_disp=64, base_width=16, cost="correlation")
+teacher = dict(type="stereo", max_disp=64, base_width=16, cost="correlation", refine_steps=1)
 teacher_train = dict(
-    epochs=12,
+    epochs=8,
     batch_size=8,
     seed=0,
     flip_mode="swap",  # mirror + swap left/right keeps pairs geometrically valid
