@@ -96,6 +96,7 @@ def result_filename(result: dict[str, Any]) -> str:
 
 def write_result(result: dict[str, Any], results_dir: str | os.PathLike) -> Path:
     path = Path(results_dir) / result_filename(result)
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(result, indent=2, sort_keys=True, default=_jsonable) + "\n")
     return path
 

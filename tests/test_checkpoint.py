@@ -1,16 +1,15 @@
 """mmengine checkpoints of the harness load on torch >= 2.6 (weights_only), others stay safe."""
-import collections
-
 import pytest
 import torch
+from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from harness import checkpoint
 
 
 def _pickled_checkpoint(path):
-    # mmengine checkpoints carry non-tensor objects (message hub state, OrderedDicts of configs)
-    torch.save({"meta": {"hub": collections.Counter(a=1)}, "state_dict": {"w": torch.ones(2)}}, path)
+    # mmengine checkpoints carry non-tensor objects (the message hub's HistoryBuffers, ...)
+    torch.save({"meta": {"hub": HistoryBuffer([1.0], [1])}, "state_dict": {"w": torch.ones(2)}}, path)
 
 
 def test_trusted_harness_checkpoint_loads_through_mmengine(tmp_path):
@@ -20,7 +19,7 @@ def test_trusted_harness_checkpoint_loads_through_mmengine(tmp_path):
     p = tmp_path / "work" / "epoch_1.pth"
     _pickled_checkpoint(p)
     ckpt = _load_checkpoint(str(p), map_location="cpu")
-    assert ckpt["meta"]["hub"]["a"] == 1 and torch.equal(ckpt["state_dict"]["w"], torch.ones(2))
+    assert ckpt["meta"]["hub"].current() == 1.0 and torch.equal(ckpt["state_dict"]["w"], torch.ones(2))
 
 
 def test_untrusted_file_keeps_torch_safe_default(tmp_path):

@@ -31,7 +31,7 @@ def test_cli_run_kitti_quick_on_kitti_layout(tmp_path):
     result = json.loads((tmp_path / "res" / "baseline__kitti__quick__seed0.json").read_text())
     p = result["protocol"]
     assert (p["dataset"], p["crop"], p["gt_mask"], p["gt_source"], p["scale"]) == (
-        "kitti", "garg", "range", "velodyne", "median")
+        "kitti", "garg", "range", "velodyne", "none")  # baseline is metric: eval_scale_policy "none"
     assert result["datasets"]["test"]["frames"] == 6
     for role in ("student", "teacher", "mean_depth"):
         assert result["metrics"][role]["num_images"] == 6 and result["metrics"][role]["abs_rel"] > 0
@@ -53,6 +53,6 @@ def test_run_drivingstereo_quick(tmp_path, ds_root, monkeypatch):
     result, path = run(cfg, host, work_dir=tmp_path / "work", results_dir=tmp_path / "res")
     assert path.name == "baseline__drivingstereo__quick__seed0.json"
     p = result["protocol"]
-    assert (p["split"], p["crop"], p["gt_mask"], p["scale"]) == ("weather", "none", "positive", "median")
+    assert (p["split"], p["crop"], p["gt_mask"], p["scale"]) == ("weather", "none", "positive", "none")  # baseline overrides median
     assert result["datasets"]["train"]["frames"] == 1  # 3-frame sequence, edges dropped, 1 held out
     assert result["metrics"]["student"]["num_images"] == 12
