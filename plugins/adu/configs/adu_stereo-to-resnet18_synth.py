@@ -1,0 +1,26 @@
+# ADU-Depth (arXiv 2309.14744) on the synthetic benchmark: the configured frozen `stereo`
+# teacher (trained once by the harness teacher cache) distils into the resnet18 student.
+# Every formula is a METHODS.md 1.5 default [D]; the switches below select the alternatives.
+method = dict(
+    type="adu",
+    loss_weights=dict(gt=1.0, feat=1.0, resp=1.0, unc=0.1),
+    # student feature -> teacher feature per distilled stride (K_f = {8, 16, 32}); the student
+    # has no decoder stage at stride 32, so its encoder output enc_s32 is adapted there.
+    feature_pairs=dict(dec_s8="dec_s8", dec_s16="dec_s16", enc_s32="dec_s32"),
+    window=7,  # attention-adapter window (padded to a multiple of it)
+    heads=None,  # None: C_T // 32 (at least 1)
+    mlp_ratio=2.0,
+    unc_feature="dec_s1",  # last decoder feature of the student, full resolution
+    unc_detach_input=False,
+    uncertainty_mode="emphasise",  # or "attenuate" (w = exp(-s))
+    beta=1.0,
+    c_max=5.0,
+    warmup_epochs=1,  # w = 1 while the uncertainty head calibrates
+    focal_mode="focal",  # or "depth_range" (m = (D_T / d_max)^kappa)
+    tau=0.1,
+    gamma=2.0,
+    d_max=80.0,
+    kappa=1.0,
+    feat_kd_on_flipped=True,
+    gt_scales=(0,),
+)

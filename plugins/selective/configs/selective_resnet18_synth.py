@@ -1,0 +1,23 @@
+# selective (Song & Yoon): every option of SelectiveStrategy with its default, so each one can be
+# changed with --cfg-options method.<key>=<value>. Self-supervised from the right view + proxy
+# disparity of the configured (cached, frozen) stereo teacher; no ground truth in training.
+method = dict(
+    type="selective",
+    proxy_source="online",  # "online": frozen teacher every step | "precomputed": proxy_* batch keys
+    proxy_conf="auto",  # teacher confidence: "auto" | True | False
+    conf_threshold=0.5,
+    mask_targets="A",  # "A": proxy vs own estimate vs identity | "B": left/right proxy validity
+    joint_mask_grad=False,  # False: sg on the soft masks before binarising (BCE trains MaskDecoder)
+    mask_threshold=0.5,
+    proxy_mask="pred",  # proxy term inside the binarised predicted mask | "target": inside y_P
+    photo_region="all",  # photometric term: "all" (auto-mask) | "outside_proxy" | "self"
+    automask=True,
+    ts_mode="auto",  # "auto": feature hints if the teacher has the features, else response
+    ts_pairs=dict(enc_s4="dec_s4", enc_s8="dec_s8"),
+    cond_strides=(16, 8, 4, 2, 1),
+    scales=(0, 1, 2, 3),
+    baseline_norm=None,  # None: metric baseline, eval scale "none" | 0.1: eval x eval_baseline/0.1
+    eval_baseline=0.54,
+    encoder_pass="auto",
+    loss_weights=dict(photo=1.0, smooth=1e-3, proxy=1.0, mask=0.1, ts=0.1),
+)

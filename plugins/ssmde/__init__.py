@@ -1,0 +1,35 @@
+"""The ``ssmde`` method plugin: SS-MDE, self-supervised self-distillation (METHODS.md section 5)."""
+from pathlib import Path
+
+from harness import hookimpl
+
+from .modules import MaskRefiner, PoseNet, ema_update, forgetting_factor, snapshot_teacher
+from .strategy import SSMDEStrategy
+
+__version__ = "0.1.0"
+HERE = Path(__file__).parent
+__all__ = ["MaskRefiner", "PoseNet", "SSMDEStrategy", "ema_update", "forgetting_factor", "snapshot_teacher"]
+
+
+@hookimpl
+def harness_register_methods(register):
+    register(
+        "ssmde",
+        SSMDEStrategy,
+        description="SS-MDE: self-supervised (video) depth + pseudo-depth with forgetting factor, "
+                    "then self-distillation from a student snapshot through a multi-view mask filter",
+        config=str(HERE / "configs" / "ssmde_resnet18_synth.py"),
+        paper=str(HERE / "paper.json"),
+    )
+
+
+@hookimpl
+def harness_configure_run(cfg):
+    """Give an ``ssmde`` run its total student epochs (``method.total_epochs``, unless set):
+    the forgetting factor counts epochs across stages A and B, and its linear form needs E_f."""
+    method = cfg.get("method") or {}
+    if method.get("type") != "ssmde" or method.get("total_epochs") is not None:
+        return
+    schedule = cfg.get("schedule") or {}
+    if schedule.get("epochs") is not None:
+        cfg.method["total_epochs"] = int(schedule["epochs"])

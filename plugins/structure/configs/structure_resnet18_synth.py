@@ -1,0 +1,33 @@
+# structure (issue 7): self-supervised monocular-video student + semantic teacher
+# (METHODS.md 4). Only what the method changes; everything else is the harness default.
+method = dict(
+    type="structure",
+    loss_weights=dict(photo=1.0, smooth=1e-3, dsc=1.0, ltd=1.0, graph=0.1),
+    scales=(0, 1, 2, 3),
+    dsc_ops=("night", "fog", "rain", "motion_blur", "defocus_blur", "contrast_colour",
+             "sensor_noise", "jpeg", "illumination"),
+    dsc_severity=(0.2, 1.0),
+    consistency_grad_weight=1.0,
+    ltd_patch=16,  # px at a 192-row input; scaled with the input height (8 px at 96 x 320)
+    ltd_ratio=(0.15, 0.45),
+    ltd_fill="mix",
+    graph_strides=(16, 32),
+    graph_dim=128,
+    graph_topk=None,
+    ssc_fuse=True,
+    ssc_fuse_at_inference=False,
+)
+# The semantic expert: trained once by the harness on the synth labels and cached (frozen).
+teacher = dict(_delete_=True, type="semantic", num_classes=7, base_width=16, feat_channels=64)
+teacher_train = dict(
+    _delete_=True,
+    epochs=8,
+    batch_size=8,
+    seed=0,
+    flip_mode="mirror",
+    optimizer=dict(type="AdamW", lr=1e-3, weight_decay=1e-4),
+    param_scheduler=[dict(type="CosineAnnealingLR", by_epoch=True, eta_min=1e-5)],
+    val_interval=8,
+)
+# the semantic teacher has no depth to score
+evaluate = dict(teacher=False)
