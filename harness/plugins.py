@@ -165,7 +165,10 @@ class PluginHost:
                 self._register(module, modname, f"${EXTRA_PLUGINS_ENV}", str(getattr(module, "__version__", "-")))
 
     def register(self, plugin: Any, name: str | None = None) -> str:
-        """Register an in-process plugin object or module (tests, notebooks)."""
+        """Register an in-process plugin object or module (tests, notebooks); registering a
+        plugin that is already loaded (e.g. through its entry point) is a no-op."""
+        if self.pm.is_registered(plugin):
+            return self.pm.get_name(plugin)
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         version = str(getattr(plugin, "__version__", "-"))
         self._register(plugin, name, "registered in-process", version)
