@@ -125,7 +125,7 @@ class RunContext:
         def train_fn(model, work):
             runner = run_stage(
                 model=TeacherTrainModel(model), stage_label="teacher", work_dir=work, train_set=train_set,
-                val_set=val_set, val_protocol=val_protocol, schedule=tcfg, epochs=int(tcfg["epochs"]),
+                val_set=val_set if "depth" in _output_kinds(model) else None, val_protocol=val_protocol, schedule=tcfg, epochs=int(tcfg["epochs"]),
                 batch_size=int(tcfg["batch_size"]), lr=float(tcfg["optimizer"]["lr"]), param_groups=None,
                 seed=int(tcfg.get("seed", 0)), device=self.device, resume=work.is_dir(),
                 num_workers=int(self.cfg.num_workers), progress=self.progress,

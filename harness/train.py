@@ -279,10 +279,12 @@ def run_stage(
         work_dir=str(work_dir),
         experiment_name=stage_label,
         train_dataloader=dict(loader, dataset=train_set, sampler=dict(type="DefaultSampler", shuffle=True)),
-        val_dataloader=dict(loader, dataset=val_set, sampler=dict(type="DefaultSampler", shuffle=False)),
-        val_evaluator=Evaluator(DepthValMetric(val_protocol)),
+        # no validation for models without a depth output (e.g. a semantic teacher)
+        val_dataloader=None if val_set is None else dict(
+            loader, dataset=val_set, sampler=dict(type="DefaultSampler", shuffle=False)),
+        val_evaluator=None if val_set is None else Evaluator(DepthValMetric(val_protocol)),
         train_cfg=dict(by_epoch=True, max_epochs=epochs, val_interval=val_interval),
-        val_cfg=dict(),
+        val_cfg=None if val_set is None else dict(),
         optim_wrapper=optim_wrapper,
         param_scheduler=build_param_schedulers(schedule.get("param_scheduler", []), epochs, iters_per_epoch),
         default_hooks=dict(

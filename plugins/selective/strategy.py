@@ -52,6 +52,7 @@ PROXY_SOURCES = ("online", "precomputed")
 TS_MODES = ("auto", "feature", "response")
 PHOTO_REGIONS = ("all", "outside_proxy", "self")
 PROXY_MASKS = ("pred", "target")
+PROXY_FORMS = ("log_l1", "abs_log")
 MASK_TARGETS = ("A", "B")
 
 
@@ -163,16 +164,24 @@ def smooth_loss(disps: dict[int, Tensor], img: Tensor) -> Tensor:
     return torch.stack(terms).mean()
 
 
-def proxy_loss(depths: list[Tensor], proxy_depth: Tensor, masks: list[Tensor]) -> Tensor:
-    """Selective proxy supervision (Depth Hints log-L1), mean over scales::
+def proxy_loss(depths: list[Tensor], proxy_depth: Tensor, masks: list[Tensor], form: str = "log_l1") -> Tensor:
+    """Selective proxy supervision, mean over scales::
 
-        mean_p  M^j(p) log(1 + |D^j(p) - D_P(p)|)
+        log_l1 (Depth Hints, default):  mean_p  M^j(p) log(1 + |D^j(p) - D_P(p)|)
+        abs_log (switch):               mean_p  M^j(p) |log D^j(p) - log D_P(p)|
 
     ``depths[j]`` and ``masks[j]`` are at full resolution; the mean runs over ALL pixels (not a
     masked mean), as in METHODS 2.4(c) and Depth Hints. ``masks`` carry the proxy validity.
+    ``abs_log`` weighs relative errors equally at every distance (log-L1 in metres weighs an
+    error of x % more the farther the pixel).
     """
-    per_scale = [(m * torch.log1p((d - proxy_depth).abs())).mean() for d, m in zip(depths, masks)]
-    return torch.stack(per_scale).mean()
+    if form == "log_l1":
+        per_pixel = [torch.log1p((d - proxy_depth).abs()) for d in depths]
+    elif form == "abs_log":
+        per_pixel = [(torch.log(d) - torch.log(proxy_depth)).abs() for d in depths]
+    else:
+        raise ValueError(f"proxy loss form must be 'log_l1' or 'abs_log', got {form!r}")
+    return torch.stack([(m * e).mean() for e, m in zip(per_pixel, masks)]).mean()
 
 
 def mask_loss(probs: dict[int, Tensor], y_p: Tensor, y_s: Tensor) -> Tensor:
@@ -222,6 +231,8 @@ class SelectiveStrategy(Strategy):
         mask_threshold: binarisation threshold (0.5).
         proxy_mask: which mask gates the proxy term: ``"pred"`` (the binarised MaskDecoder output,
             METHODS 2.4(c)) or ``"target"`` (the reprojection-error target ``y_P``).
+        proxy_form: ``"log_l1"`` (Depth Hints ``log(1 + |D_S - D_P|)``, METHODS 2.4(c)) or
+            ``"abs_log"`` (``|log D_S - log D_P|``).
         photo_region: where the photometric term applies: ``"all"`` (auto-mask only, METHODS
             2.4(d)), ``"outside_proxy"`` (``1 - M_P``) or ``"self"`` (``M_S``).
         automask: Monodepth2 identity auto-masking of the photometric term.
@@ -253,6 +264,7 @@ class SelectiveStrategy(Strategy):
         joint_mask_grad: bool = False,
         mask_threshold: float = 0.5,
         proxy_mask: str = "pred",
+        proxy_form: str = "log_l1",
         photo_region: str = "all",
         automask: bool = True,
         ts_mode: str = "auto",
@@ -281,6 +293,7 @@ class SelectiveStrategy(Strategy):
         self.joint_mask_grad = bool(joint_mask_grad)
         self.mask_threshold = float(mask_threshold)
         self.proxy_mask = choose("proxy_mask", proxy_mask, PROXY_MASKS)
+        self.proxy_form = choose("proxy_form", proxy_form, PROXY_FORMS)
         self.photo_region = choose("photo_region", photo_region, PHOTO_REGIONS)
         self.automask = bool(automask)
         self.ts_mode = choose("ts_mode", ts_mode, TS_MODES)
@@ -447,11 +460,11 @@ class SelectiveStrategy(Strategy):
 
         valid_f = valid.to(img.dtype)
         if self.mask_target_mode == "A":
-            prox = proxy_loss(depths, proxy_depth, [region(i, 0) * valid_f for i in self.scales])
+            prox = proxy_loss(depths, proxy_depth, [region(i, 0) * valid_f for i in self.scales], self.proxy_form)
         else:  # B: left proxy inside mask 0, right proxy (seen from the left view) inside mask 1
             depth_r, valid_r = second
-            prox = proxy_loss(depths, proxy_depth, [region(i, 0) * valid_f for i in self.scales]) + \
-                proxy_loss(depths, depth_r, [region(i, 1) * valid_r for i in self.scales])
+            prox = proxy_loss(depths, proxy_depth, [region(i, 0) * valid_f for i in self.scales], self.proxy_form) + \
+                proxy_loss(depths, depth_r, [region(i, 1) * valid_r for i in self.scales], self.proxy_form)
         if self.photo_region == "all":
             weights = None
         elif self.photo_region == "outside_proxy":

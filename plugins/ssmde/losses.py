@@ -52,8 +52,8 @@ __all__ = [
     "sobel",
 ]
 
-#: stands in for "no valid source" in per-pixel minima
-_BIG = 1e6
+#: stands in for "no valid source" in per-pixel minima (public: the strategy uses it too)
+BIG = 1e6
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ def _select(group: list[PairTerms], automask: bool, dynamic_weight: bool) -> tup
         pe.append(w)
         dd.append(p.diff_depth)
         valid.append(_valid(p, automask))
-        key.append(torch.where(p.inside > 0, p.color, torch.full_like(p.color, _BIG)).detach())
+        key.append(torch.where(p.inside > 0, p.color, torch.full_like(p.color, BIG)).detach())
     if len(group) == 1:
         return pe[0], dd[0], valid[0]
     idx = torch.cat(key, dim=1).argmin(dim=1, keepdim=True)
@@ -354,7 +354,7 @@ def mask_ranking(depth: Tensor, pseudo: Tensor, unreliable: Tensor, *, ratio: fl
 # --------------------------------------------------------------------------------------------
 class MultiViewMask(NamedTuple):
     mask: Tensor  #: float ``B x 1 x H x W``, 1 = distil the teacher here
-    consistency: Tensor  #: ``min_s`` teacher geometric inconsistency (``_BIG`` if no source)
+    consistency: Tensor  #: ``min_s`` teacher geometric inconsistency (``BIG`` if no source)
     teacher_error: Tensor  #: ``min_s`` photometric error of the teacher's reprojection
 
 
@@ -375,7 +375,7 @@ def multiview_mask(target: Tensor, sources: list[Tensor], depth_t: Tensor, depth
     3. ``better``: ``min_s pe_T <= student_error`` (the teacher explains the target at least as
        well as the detached student; ``student_error`` is the student's ``min_s pe``).
     """
-    big = torch.full_like(depth_t, _BIG)
+    big = torch.full_like(depth_t, BIG)
     ok_photo = torch.zeros_like(depth_t, dtype=torch.bool)
     cons = big.clone()
     err = big.clone()

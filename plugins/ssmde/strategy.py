@@ -338,7 +338,7 @@ class SSMDEStrategy(Strategy):
         size = img.shape[-2:]
         d_teacher = _up(t_out.depth[0], size)
         d_teacher_src = [_up(t_out.aux[f"depth_{name}"], size) for _, name in SOURCES]
-        big = torch.full_like(fwd0[0].pe, L._BIG)
+        big = torch.full_like(fwd0[0].pe, L.BIG)
         student_err = torch.stack([torch.where(p.inside > 0, p.pe, big) for p in fwd0]).amin(dim=0).detach()
         mmf = L.multiview_mask(img, sources, d_teacher, d_teacher_src, [T.detach() for T in T_fwd], K, student_err,
                                tau_c=self.tau_c, alpha=self.photo_alpha, ssim_window=self.ssim_window,

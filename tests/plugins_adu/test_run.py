@@ -15,7 +15,6 @@ def test_adu_quick_run_in_process(tmp_path, monkeypatch):
     host = PluginHost(extra_plugins=[adu])
     cfg = build_run_config(method="adu", method_config=str(adu.CONFIG), quick=True,
                            cfg_options=["progress=False", "schedule.epochs=2"])
-    (tmp_path / "results").mkdir()  # the CLI creates it (check_writable_dir); run() does not
     result, path = run(cfg, host, work_dir=tmp_path / "work", results_dir=tmp_path / "results")
     saved = json.loads(path.read_text())
     assert saved["method"] == "adu" and saved["teacher"]["mode"] == "frozen"

@@ -156,6 +156,16 @@ def test_proxy_golden_by_hand():
     assert proxy_loss([d], d_p, [torch.zeros_like(m)]).item() == 0.0
 
 
+def test_proxy_abs_log_form_golden_by_hand():
+    d = torch.tensor([[[[1.0, 2.0], [math.e, 4.0]]]])
+    m = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])
+    # (|ln 1| + |ln e| + |ln 4|) / 4 pixels
+    want = (0.0 + 1.0 + math.log(4.0)) / 4
+    assert proxy_loss([d], torch.ones(1, 1, 2, 2), [m], form="abs_log").item() == pytest.approx(want, rel=1e-6)
+    with pytest.raises(ValueError, match="abs_log"):
+        proxy_loss([d], torch.ones(1, 1, 2, 2), [m], form="l2")
+
+
 def test_proxy_gradient_only_inside_mask():
     d = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]], requires_grad=True)
     m = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])

@@ -10,6 +10,7 @@ method = dict(
     joint_mask_grad=False,  # False: sg on the soft masks before binarising (BCE trains MaskDecoder)
     mask_threshold=0.5,
     proxy_mask="pred",  # proxy term inside the binarised predicted mask | "target": inside y_P
+    proxy_form="log_l1",  # Depth-Hints log(1 + |D_S - D_P|) | "abs_log": |log D_S - log D_P|
     photo_region="all",  # photometric term: "all" (auto-mask) | "outside_proxy" | "self"
     automask=True,
     ts_mode="auto",  # "auto": feature hints if the teacher has the features, else response

@@ -3,7 +3,16 @@
 method = dict(
     type="structure",
     loss_weights=dict(photo=1.0, smooth=1e-3, dsc=1.0, ltd=1.0, graph=0.1),
-    scales=(0, 1, 2, 3),
+    # Chosen on the synth VAL split (see README): from scratch, video-only self-supervision
+    # (the METHODS default) did not leave a flat depth map within the 6-epoch synth_small budget
+    # (val abs_rel 0.563 after 3 epochs, = a constant map); adding the right view as a third
+    # source (METHODS 4.4 "+ I_r if stereo available", Monodepth2 "MS") did (0.362 after 100
+    # steps). Set stereo_source=False for the video-only variant.
+    stereo_source=True,
+    # photometric/smoothness at full resolution only (Monodepth2 uses 4 upsampled scales): the
+    # 3 sources x 4 scales cost more than the whole network on 2 shared CPU cores
+    scales=(0,),
+    aug_warmup=0.15,
     dsc_ops=("night", "fog", "rain", "motion_blur", "defocus_blur", "contrast_colour",
              "sensor_noise", "jpeg", "illumination"),
     dsc_severity=(0.2, 1.0),
