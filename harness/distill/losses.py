@@ -61,6 +61,14 @@ def _reduce(x: Tensor, mask: Tensor | None, reduction: str) -> Tensor:
 # --------------------------------------------------------------------------------------------
 # Photometric terms
 # --------------------------------------------------------------------------------------------
+def box_mean(t: Tensor, window: int) -> Tensor:
+    """Unpadded ``window x window`` mean filter (= ``avg_pool2d(t, window, stride=1)``) as two
+    depthwise 1-D convolutions: 2-4x faster than ``avg_pool2d`` on the CPU, forward + backward."""
+    c = t.shape[1]
+    k = t.new_full((c, 1, window, 1), 1.0 / window)
+    return F.conv2d(F.conv2d(t, k, groups=c), k.transpose(2, 3), groups=c)
+
+
 def ssim(x: Tensor, y: Tensor, window: int = 3, c1: float = 0.01**2, c2: float = 0.03**2) -> Tensor:
     """Per-pixel, per-channel SSIM index (1 = identical), ``B x C x H x W``.
 
@@ -77,11 +85,10 @@ def ssim(x: Tensor, y: Tensor, window: int = 3, c1: float = 0.01**2, c2: float =
     if pad:
         x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         y = F.pad(y, (pad, pad, pad, pad), mode="reflect")
-    pool = lambda t: F.avg_pool2d(t, window, stride=1)  # noqa: E731
-    mu_x, mu_y = pool(x), pool(y)
-    sigma_x = pool(x * x) - mu_x * mu_x
-    sigma_y = pool(y * y) - mu_y * mu_y
-    sigma_xy = pool(x * y) - mu_x * mu_y
+    mu_x, mu_y, xx, yy, xy = box_mean(torch.cat([x, y, x * x, y * y, x * y], dim=1), window).chunk(5, dim=1)
+    sigma_x = xx - mu_x * mu_x
+    sigma_y = yy - mu_y * mu_y
+    sigma_xy = xy - mu_x * mu_y
     num = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
     den = (mu_x * mu_x + mu_y * mu_y + c1) * (sigma_x + sigma_y + c2)
     return num / den
