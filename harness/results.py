@@ -10,7 +10,8 @@ A result is one JSON file per run (``schema_version`` 1)::
       "protocol": {... Protocol.to_dict() ..., "id": "<protocol_id>"},
       "metrics": {"student": {...}, "teacher": {...}, "mean_depth": {...}},   # summaries
       "losses": {"<stage>": {"<term>": final-epoch mean, "loss": ...}},
-      "val": {"<stage>": {"abs_rel": ..., ...}},
+      "val": {"<stage>": {"abs_rel": ..., ...},   # last validation the runner logged per stage
+              "final": {...}},                     # the final student on the val split
       "teacher": {"type": ..., "cache_key": ..., "cached": bool, "train_seconds": ...} | null,
       "config": {... the fully resolved config ...},
       "versions": {"stereodistill": ..., "torch": ..., "mmengine": ..., "numpy": ..., "python": ...},

@@ -240,6 +240,10 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
 
     t = time.time()
     student.to(ctx.device).eval()
+    # the final model on the val split (what settings are chosen on): the per-stage values above
+    # are the runner's last logged validation, stale when --resume finds a finished stage
+    stage_results["val"]["final"] = evaluate_split(
+        lambda x: strategy.predict(student, x), val_set, val_protocol, ctx)
     protocol = ctx.protocol(test_set, strategy.eval_scale_policy)
     metrics = {"student": evaluate_split(lambda x: strategy.predict(student, x), test_set, protocol, ctx)}
     # robustness (issue 9): corrupted / adverse-weather conditions; None unless evaluate.robustness.enabled
