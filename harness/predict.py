@@ -21,6 +21,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -196,7 +197,12 @@ def load_state_dict(ckpt: Path, trusted_root: Path | None) -> dict[str, torch.Te
         checkpoint.trust_directory(trusted_root)
     try:
         obj = checkpoint.load_local(str(ckpt), map_location="cpu")
-    except Exception as exc:  # corrupt zip, truncated pickle, refused globals, ...
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise HarnessError(f"checkpoint {ckpt}: cannot be read as a torch checkpoint ({exc})") from None
+        raise HarnessError(f"checkpoint {ckpt}: holds pickled objects besides tensors and is not inside a harness "
+                           f"run folder (no {RUN_RECORD} beside it or above); not loaded") from None
+    except Exception as exc:  # corrupt zip, truncated pickle, ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HarnessError(f"checkpoint {ckpt}: cannot be read as a torch checkpoint ({reason[:160]})") from None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
@@ -226,9 +232,8 @@ def load_student(host, target: str, config: str | None = None) -> LoadedStudent:
         raise
     except Exception as exc:
         raise HarnessError(f"run config: cannot build student {name!r} ({exc})") from None
-    record_file = Path(config) if config else find_run_record(ckpt.parent)
-    trusted = record_file.parent if record_file is not None and record_file.name == RUN_RECORD else None
-    weights = student_weights(load_state_dict(ckpt, trusted), ckpt)
+    own_record = find_run_record(ckpt.parent)  # a folder the harness wrote: its pickles are trusted
+    weights = student_weights(load_state_dict(ckpt, own_record.parent if own_record else None), ckpt)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
