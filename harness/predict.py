@@ -19,6 +19,7 @@ convention), ``<stem>_depth_color.png`` (near = bright), optionally ``<stem>_dep
 from __future__ import annotations
 
 import glob
+import io
 import json
 import os
 import pickle
@@ -106,8 +107,6 @@ def write_map(out_dir: Path, stem: str, kind: str, values: np.ndarray, *, npy: b
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
-    import io
-
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     formats.atomic_write_bytes(path, buf.getvalue())
@@ -164,7 +163,8 @@ def read_run_record(path: Path, what: str) -> dict[str, Any]:
 def resolve_checkpoint(target: str, config: str | None) -> tuple[Path, dict[str, Any]]:
     """(checkpoint file, run record) for ``--checkpoint``/``--run`` (a run dir or a file).
 
-    A run dir resolves to the latest checkpoint of its last recorded stage that has one."""
+    A run dir resolves to the latest checkpoint of its last recorded stage that has one (without
+    recorded stages, e.g. with a result JSON: the most recently written checkpoint)."""
     path = Path(target)
     if not path.exists():
         raise HarnessError(f"option --checkpoint {target}: no such file or folder")
@@ -177,7 +177,9 @@ def resolve_checkpoint(target: str, config: str | None) -> tuple[Path, dict[str,
     record = read_run_record(record_path, "option --config" if config else "run record")
     if path.is_file():
         return path, record
-    stages = record.get("stages") or sorted(p.name for p in path.iterdir() if p.is_dir())
+    stages = record.get("stages") or sorted(
+        (p.name for p in path.iterdir() if (p / "last_checkpoint").is_file()),
+        key=lambda name: (path / name / "last_checkpoint").stat().st_mtime)
     for stage in reversed(stages):
         marker = path / stage / "last_checkpoint"
         if marker.is_file():
@@ -228,7 +230,7 @@ def load_student(host, target: str, config: str | None = None) -> LoadedStudent:
     name = spec.pop("type")
     try:
         model = host.catalog.build("students", name, **spec)
-    except HarnessError:
+    except HarnessError:  # unknown student: the registry's own line
         raise
     except Exception as exc:
         raise HarnessError(f"run config: cannot build student {name!r} ({exc})") from None
@@ -274,6 +276,8 @@ def predict_images(student: LoadedStudent, inputs: list[Path], out_dir: Path, *,
 # ----------------------------------------------------------------------------- teacher
 @dataclass
 class LoadedTeacher:
+    """A frozen stereo teacher and the resolution it runs at."""
+
     model: torch.nn.Module
     name: str
     input_size: tuple[int, int] | None  # None: runs at the input's own size (rounded to ``align``)
