@@ -7,8 +7,6 @@ from skimage import data
 from harness import predict
 
 
-
-
 @pytest.fixture(scope="module")
 def motorcycle():
     left, right, gt = data.stereo_motorcycle()  # bundled with scikit-image, no download
