@@ -1,6 +1,7 @@
 """``harness run``: data -> teacher (cached) -> training stages -> evaluation -> result file."""
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import replace
@@ -134,7 +135,8 @@ class RunContext:
             model.to("cpu")
             return {"val": _val_metrics(runner)}
 
-        describe = {"teacher": section(self.cfg, "teacher"), "train": tcfg, "data": train_set.fingerprint}
+        describe = {"teacher": section(self.cfg, "teacher"), "train": tcfg, "data": train_set.fingerprint,
+                    "input_size": list(self.data_cfg["input_size"])}
         return teacher_cache.load_or_train(teacher, key=key, cache_dir=self.cache_dir, train_fn=train_fn, describe=describe)
 
 
@@ -212,6 +214,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     ctx.timings["teacher_s"] = time.time() - t
 
     strategy.build(student, teacher)
+    write_run_record(work_dir, cfg, method=method, student=student_name, stages=strategy.stages())
     schedule = section(cfg, "schedule")
     stage_results: dict[str, Any] = {"losses": {}, "val": {}}
     t = time.time()
@@ -304,6 +307,20 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     path = results.write_result(result, results_dir)
     host.result_written(result, str(path))
     return result, path
+
+
+RUN_RECORD = "run_config.json"
+
+
+def write_run_record(work_dir: Path, cfg: Config, *, method: str, student: str, stages) -> Path:
+    """Write ``<work_dir>/run_config.json``: the resolved config, the method, the student type and
+    the stage names in training order, so ``harness predict``/``export`` can rebuild the student
+    from a work dir alone (the last stage's checkpoint holds the final student)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    record = {"method": method, "student": student, "stages": [s.name for s in stages], "config": cfg.to_dict()}
+    path = work_dir / RUN_RECORD
+    results.atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str))
+    return path
 
 
 def _output_kinds(teacher) -> set[str]:
