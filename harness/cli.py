@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=("auto", "cpu", "cuda"))
     run.add_argument("--quick", action="store_true", help="tiny smoke-test profile (< 1 min on 2 cores)")
     run.add_argument("--resume", action="store_true", help="continue from the work dir's last checkpoints")
+    run.add_argument("--deterministic", action="store_true",
+                     help="torch deterministic algorithms (config key deterministic; see docs/reliability.md)")
     # --- robustness (issue 9) ---
     run.add_argument("--eval-robustness", action="store_true",
                      help="after the clean test, evaluate the student on the corruption (and weather) conditions "
@@ -211,6 +213,8 @@ def cmd_run(args) -> int:
         cfg.seed = args.seed
     if args.device:
         cfg.device = args.device
+    if args.deterministic:
+        cfg.deterministic = True
     work_dir = Path(args.work_dir or Path("work_dirs") / f"{args.method}{'-quick' if args.quick else ''}" / f"seed{cfg.seed}")
     results.check_writable_dir(work_dir, "--work-dir")
     result, path = run(cfg, host, work_dir=work_dir, results_dir=results_dir, resume=args.resume)
