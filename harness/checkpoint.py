@@ -24,6 +24,8 @@ from typing import Callable
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from harness.errors import HarnessWarning
+
 _TRUSTED: set[Path] = set()
 
 
@@ -50,7 +52,7 @@ def install() -> None:
     CheckpointLoader.register_scheme(prefixes="", loader=load_local, force=True)
 
 
-class CheckpointWarning(UserWarning):
+class CheckpointWarning(HarnessWarning):
     """A checkpoint was skipped on resume (truncated or unreadable)."""
 
 

@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # before torch initialises CUDA
     from harness.errors import HarnessError
 
+    if not getattr(warnings.showwarning, "harness_one_line", False):
+        warnings.showwarning = _one_line_harness_warnings(warnings.showwarning)
     try:
         return COMMANDS[args.command](args)
     except HarnessError as exc:
@@ -146,6 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted (use --resume to continue a run)", file=sys.stderr)
         return 130
+
+
+def _one_line_harness_warnings(show):
+    """Harness warnings (a skipped file or checkpoint) print as one ``harness: warning:`` line."""
+    from harness.errors import HarnessWarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, HarnessWarning):
+            print(f"harness: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    showwarning.harness_one_line = True
+    return showwarning
 
 
 def _host():

@@ -27,3 +27,7 @@ class RunFailure(HarnessError):
     """A run started with valid input and could not finish (exit code 1)."""
 
     exit_code = EXIT_RUNTIME
+
+
+class HarnessWarning(UserWarning):
+    """Something was skipped and the harness went on; the CLI prints ``harness: warning: ...``."""
