@@ -93,8 +93,11 @@ def _epoch_of(path: Path) -> int:
 
 def resumable_checkpoint(work_dir: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint of ``work_dir`` (the one ``last_checkpoint`` names first,
-    then ``epoch_N.pth`` newest first); incomplete ones are skipped with a :class:`CheckpointWarning`."""
+    then ``epoch_N.pth`` newest first); incomplete ones are skipped with a :class:`CheckpointWarning`.
+    Temp files of a save that a crash interrupted are removed."""
     work = Path(work_dir)
+    for stale in work.glob(".*.pth.*.tmp"):  # a save interrupted by a crash
+        stale.unlink(missing_ok=True)
     candidates: list[Path] = []
     marker = work / "last_checkpoint"
     if marker.is_file():
