@@ -4,7 +4,6 @@
   generator (like dropout in a real network): resume equality then needs per-epoch reseeding.
 * ``nan_at``: ``noisy`` whose term ``photo`` becomes NaN at a configured (epoch, step).
 """
-import torch
 import torch.nn.functional as F
 
 from harness import LossDict, Strategy, hookimpl
@@ -17,9 +16,12 @@ class NoisyStrategy(Strategy):
     default_loss_weights = {"l1": 1.0}
 
     def compute_loss(self, batch, s_out, t_out, ctx) -> LossDict:
+        return self.weighted({"l1": self.noisy_l1(batch, s_out)})
+
+    @staticmethod
+    def noisy_l1(batch, s_out):
         d, gt, m = s_out["clean"].depth[0], batch["depth_gt"], batch["depth_gt_mask"]
-        d = F.dropout(d, p=0.3, training=True)
-        return self.weighted({"l1": (d - gt).abs()[m].mean()})
+        return (F.dropout(d, p=0.3, training=True) - gt).abs()[m].mean()
 
 
 class NanAtStrategy(NoisyStrategy):
@@ -37,7 +39,7 @@ class NanAtStrategy(NoisyStrategy):
         if ctx.epoch != self.epoch_seen:
             self.epoch_seen, self.steps_in_epoch = ctx.epoch, 0
         self.steps_in_epoch += 1
-        base = super().compute_loss(batch, s_out, t_out, ctx).terms["l1"]
+        base = self.noisy_l1(batch, s_out)
         hit = (ctx.epoch + 1, self.steps_in_epoch) == (self.nan_epoch, self.nan_step)
         photo = base * 0 + (float("nan") if hit else 0.0)
         return self.weighted({"l1": base, "photo": photo})

@@ -81,3 +81,20 @@ def test_sigkill_then_resume_matches_uninterrupted_run(reference):
     resumed_log = sorted(work.glob("*/*.log"))[-1].read_text()
     trained = {int(e) for e in re.findall(r"Epoch\(train\)\s+\[(\d+)\]", resumed_log)}
     assert 1 not in trained and EPOCHS in trained, f"the resumed run trained epochs {sorted(trained)}"
+
+
+@pytest.mark.slow
+def test_resume_skips_a_truncated_last_checkpoint(reference):
+    tmp, env = reference
+    import shutil
+
+    shutil.copytree(tmp / "ref-work", tmp / "cut-work")
+    last = tmp / "cut-work" / "student" / f"epoch_{EPOCHS}.pth"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # as a crash mid-write would leave it
+    out = run_harness(*_args(tmp, "cut"), "--resume", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    warning = [ln for ln in out.stderr.splitlines() if ln.startswith("harness: warning: ")]
+    assert any(f"epoch_{EPOCHS}.pth is truncated or unreadable" in ln for ln in warning), out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    assert _metrics(tmp, "cut") == _metrics(tmp, "ref")  # retrained the last epoch from epoch_{EPOCHS-1}
+    _assert_same_weights(_student_weights(tmp, "cut"), _student_weights(tmp, "ref"))
