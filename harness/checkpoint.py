@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from harness.errors import HarnessWarning
+from harness.errors import HarnessWarning, RunFailure
 
 _TRUSTED: set[Path] = set()
 
@@ -58,7 +58,8 @@ class CheckpointWarning(HarnessWarning):
 
 def save_atomically(save: Callable[..., None], out_dir: str, filename: str, *args, **kwargs) -> None:
     """Call ``save(out_dir, <temp name>, *args, **kwargs)`` (mmengine's ``Runner.save_checkpoint``
-    signature), flush the file to disk and rename it to ``filename``; no temp file survives a failure."""
+    signature), flush the file to disk and rename it to ``filename``; no temp file survives a failure,
+    and an ``OSError`` (a full disk) becomes a :class:`~harness.errors.RunFailure` naming the file."""
     tmp_name = f".{filename}.{os.getpid()}.tmp"
     tmp, final = os.path.join(out_dir, tmp_name), os.path.join(out_dir, filename)
     try:
@@ -69,11 +70,13 @@ def save_atomically(save: Callable[..., None], out_dir: str, filename: str, *arg
         finally:
             os.close(fd)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):  # e.g. a full disk: the previous checkpoints are intact
+            raise RunFailure(f"cannot write checkpoint {final}: {exc.strerror or exc}") from exc
         raise
 
 

@@ -1,7 +1,8 @@
 """``harness`` command line: argument parsing only; each subcommand calls one function.
 
-Errors in user input print one line ``harness: error: ...`` on stderr and exit 2 (no
-traceback unless ``--debug``).
+Errors print one line ``harness: error: ...`` on stderr (no traceback unless ``--debug``) and
+exit 2 for usage errors, 1 for runtime failures (``RunFailure``, an ``OSError`` such as a full
+disk); skipped files print ``harness: warning: ...``. docs/reliability.md lists the cases.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import sys
 import warnings
 from pathlib import Path
 
-EXIT_USAGE = 2
+from harness.errors import EXIT_RUNTIME, EXIT_USAGE
+
 LIST_KINDS = ("methods", "datasets", "teachers", "students", "metrics", "plugins", "corruptions")
 
 
@@ -145,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"harness: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the environment failed mid-run (disk full, permissions): a runtime failure
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"harness: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_RUNTIME
     except KeyboardInterrupt:
         print("harness: interrupted (use --resume to continue a run)", file=sys.stderr)
         return 130

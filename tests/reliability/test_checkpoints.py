@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from harness.checkpoint import CheckpointWarning, is_complete, resumable_checkpoint, save_atomically
+from harness.errors import RunFailure
 
 
 def _torch_save(out_dir, filename, state):
@@ -34,8 +35,9 @@ def test_disk_full_during_a_checkpoint_keeps_the_old_file_and_no_temp(tmp_path):
             f.write(b"PK\x03\x04 partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(RunFailure, match=r"cannot write checkpoint .*epoch_1\.pth: No space left on device") as err:
         save_atomically(half_then_enospc, str(tmp_path), "epoch_1.pth", None)
+    assert err.value.exit_code == 1
     assert (tmp_path / "epoch_1.pth").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["epoch_1.pth"]
 
