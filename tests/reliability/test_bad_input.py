@@ -158,3 +158,10 @@ def test_disk_full_at_the_end_of_a_run_is_one_line_exit_1(capsys, tmp_path, monk
                               "progress=False"), 1, "cannot write result", "No space left on device")
     assert str(res / "noisy__synth__quick__seed0.json") in line
     assert list(res.iterdir()) == []
+
+
+def test_an_os_error_mid_command_is_one_line_exit_1(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    error_line(run_cli(capsys, "data", "synth", "--out", blocker / "synth", "--frames", "1", "--height", "32",
+                       "--width", "32"), 1, str(blocker / "synth"), "Not a directory")
