@@ -31,7 +31,7 @@ from harness.errors import HarnessWarning, RunFailure
 from harness.results import atomic_write_text
 
 CACHE_ENV = "STEREODISTILL_CACHE"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: seeded initial weights and per-epoch reseeding (harness/determinism.py)
 
 
 class CacheWarning(HarnessWarning):
