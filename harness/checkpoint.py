@@ -105,14 +105,14 @@ def resumable_checkpoint(work_dir: str | os.PathLike) -> Path | None:
     marker = work / "last_checkpoint"
     if marker.is_file():
         named = marker.read_text().strip()
-        if named:
-            candidates.append(Path(named))
+        if named:  # by name: a work dir that was moved or copied still resumes from its own files
+            candidates.append(work / Path(named).name)
     candidates += sorted(work.glob("epoch_*.pth"), key=_epoch_of, reverse=True)
     seen: set[Path] = set()
     for path in candidates:
-        if path in seen or not path.is_file():
+        if path.resolve() in seen or not path.is_file():
             continue
-        seen.add(path)
+        seen.add(path.resolve())
         if is_complete(path):
             return path
         warnings.warn(f"checkpoint {path} is truncated or unreadable and is skipped on resume", CheckpointWarning, 2)

@@ -58,7 +58,7 @@ def test_resume_skips_a_truncated_checkpoint_with_a_warning(tmp_path):
         assert resumable_checkpoint(tmp_path) == tmp_path / "epoch_1.pth"
 
 
-@pytest.mark.parametrize("marker", ["", "/nowhere/epoch_9.pth"])
+@pytest.mark.parametrize("marker", ["", "/nowhere/epoch_11.pth"])
 def test_resume_without_a_usable_marker_takes_the_newest_epoch(tmp_path, marker):
     for e in (2, 10, 9):  # numeric, not lexical, order
         _ckpt(tmp_path / f"epoch_{e}.pth", e)
@@ -73,3 +73,23 @@ def test_resume_with_nothing_usable_starts_fresh_and_clears_stale_temps(tmp_path
     with pytest.warns(CheckpointWarning):
         assert resumable_checkpoint(tmp_path) is None
     assert not (tmp_path / ".epoch_3.pth.1234.tmp").exists()
+
+
+def test_a_truncated_checkpoint_is_reported_once(tmp_path):
+    _ckpt(tmp_path / "epoch_1.pth", 1)
+    last = _ckpt(tmp_path / "epoch_2.pth", 2)
+    last.write_bytes(b"")
+    (tmp_path / "last_checkpoint").write_text("epoch_2.pth")
+    with pytest.warns(CheckpointWarning) as caught:
+        assert resumable_checkpoint(tmp_path).name == "epoch_1.pth"
+    assert len(caught) == 1
+
+
+def test_a_marker_from_a_moved_work_dir_resolves_inside_this_one(tmp_path):
+    _ckpt(tmp_path / "epoch_1.pth", 1)
+    _ckpt(tmp_path / "epoch_2.pth", 2)
+    elsewhere = tmp_path / "old"
+    elsewhere.mkdir()
+    _ckpt(elsewhere / "epoch_1.pth", 1)
+    (tmp_path / "last_checkpoint").write_text(str(elsewhere / "epoch_1.pth"))
+    assert resumable_checkpoint(tmp_path) == tmp_path / "epoch_1.pth"
