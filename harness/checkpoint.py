@@ -6,14 +6,25 @@ message-hub objects), so ``--resume`` fails with an ``UnpicklingError``. We repl
 local-file loader: files under a directory the harness itself writes (its work dirs and its
 cache, see :func:`trust_directory`) load with ``weights_only=False``; any other file keeps
 torch's safe default.
+
+Crash safety: :func:`save_atomically` writes a checkpoint to a temp file in the same directory
+and renames it into place, so a checkpoint path either holds a complete file or does not exist;
+:func:`resumable_checkpoint` picks the newest complete checkpoint of a work dir for ``--resume``
+and skips (with a warning) a truncated or unreadable one left by an older harness or a failing disk.
 """
 from __future__ import annotations
 
 import os
+import re
+import warnings
+import zipfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from harness.errors import HarnessWarning, RunFailure
 
 _TRUSTED: set[Path] = set()
 
@@ -39,3 +50,70 @@ def load_local(filename: str, map_location=None):
 def install() -> None:
     """Register :func:`load_local` as mmengine's loader for plain paths (idempotent)."""
     CheckpointLoader.register_scheme(prefixes="", loader=load_local, force=True)
+
+
+class CheckpointWarning(HarnessWarning):
+    """A checkpoint was skipped on resume (truncated or unreadable)."""
+
+
+def save_atomically(save: Callable[..., None], out_dir: str, filename: str, *args, **kwargs) -> None:
+    """Call ``save(out_dir, <temp name>, *args, **kwargs)`` (mmengine's ``Runner.save_checkpoint``
+    signature), flush the file to disk and rename it to ``filename``; no temp file survives a failure,
+    and an ``OSError`` (a full disk) becomes a :class:`~harness.errors.RunFailure` naming the file."""
+    tmp_name = f".{filename}.{os.getpid()}.tmp"
+    tmp, final = os.path.join(out_dir, tmp_name), os.path.join(out_dir, filename)
+    try:
+        save(out_dir, tmp_name, *args, **kwargs)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):  # e.g. a full disk: the previous checkpoints are intact
+            raise RunFailure(f"cannot write checkpoint {final}: {exc.strerror or exc}") from exc
+        raise
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a whole torch zip checkpoint (central directory present, CRCs match)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False
+
+
+def _epoch_of(path: Path) -> int:
+    m = re.fullmatch(r"epoch_(\d+)\.pth", path.name)
+    return int(m.group(1)) if m else -1
+
+
+def resumable_checkpoint(work_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint of ``work_dir`` (the one ``last_checkpoint`` names first,
+    then ``epoch_N.pth`` newest first); incomplete ones are skipped with a :class:`CheckpointWarning`.
+    Temp files of a save that a crash interrupted are removed."""
+    work = Path(work_dir)
+    for stale in work.glob(".*.pth.*.tmp"):  # a save interrupted by a crash
+        stale.unlink(missing_ok=True)
+    candidates: list[Path] = []
+    marker = work / "last_checkpoint"
+    if marker.is_file():
+        named = marker.read_text().strip()
+        if named:  # by name: a work dir that was moved or copied still resumes from its own files
+            candidates.append(work / Path(named).name)
+    candidates += sorted(work.glob("epoch_*.pth"), key=_epoch_of, reverse=True)
+    seen: set[Path] = set()
+    for path in candidates:
+        if path.resolve() in seen or not path.is_file():
+            continue
+        seen.add(path.resolve())
+        if is_complete(path):
+            return path
+        warnings.warn(f"checkpoint {path} is truncated or unreadable and is skipped on resume", CheckpointWarning, 2)
+    return None

@@ -1,7 +1,8 @@
 """``harness`` command line: argument parsing only; each subcommand calls one function.
 
-Errors in user input print one line ``harness: error: ...`` on stderr and exit 2 (no
-traceback unless ``--debug``).
+Errors print one line ``harness: error: ...`` on stderr (no traceback unless ``--debug``) and
+exit 2 for usage errors, 1 for runtime failures (``RunFailure``, an ``OSError`` such as a full
+disk); skipped files print ``harness: warning: ...``. docs/reliability.md lists the cases.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import sys
 import warnings
 from pathlib import Path
 
-EXIT_USAGE = 2
+from harness.errors import EXIT_RUNTIME, EXIT_USAGE
+
 LIST_KINDS = ("methods", "datasets", "teachers", "students", "metrics", "plugins", "corruptions")
 
 
@@ -42,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=("auto", "cpu", "cuda"))
     run.add_argument("--quick", action="store_true", help="tiny smoke-test profile (< 1 min on 2 cores)")
     run.add_argument("--resume", action="store_true", help="continue from the work dir's last checkpoints")
+    run.add_argument("--deterministic", action="store_true",
+                     help="torch deterministic algorithms (config key deterministic; see docs/reliability.md)")
     # --- robustness (issue 9) ---
     run.add_argument("--eval-robustness", action="store_true",
                      help="after the clean test, evaluate the student on the corruption (and weather) conditions "
@@ -166,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # before torch initialises CUDA
     from harness.errors import HarnessError
 
+    if not getattr(warnings.showwarning, "harness_one_line", False):
+        warnings.showwarning = _one_line_harness_warnings(warnings.showwarning)
     try:
         return COMMANDS[args.command](args)
     except HarnessError as exc:
@@ -173,9 +179,29 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"harness: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the environment failed mid-run (disk full, permissions): a runtime failure
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"harness: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_RUNTIME
     except KeyboardInterrupt:
         print("harness: interrupted (use --resume to continue a run)", file=sys.stderr)
         return 130
+
+
+def _one_line_harness_warnings(show):
+    """Harness warnings (a skipped file or checkpoint) print as one ``harness: warning:`` line."""
+    from harness.errors import HarnessWarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, HarnessWarning):
+            print(f"harness: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    showwarning.harness_one_line = True
+    return showwarning
 
 
 def _host():
@@ -243,6 +269,8 @@ def cmd_run(args) -> int:
         cfg.seed = args.seed
     if args.device:
         cfg.device = args.device
+    if args.deterministic:
+        cfg.deterministic = True
     work_dir = Path(args.work_dir or Path("work_dirs") / f"{args.method}{'-quick' if args.quick else ''}" / f"seed{cfg.seed}")
     results.check_writable_dir(work_dir, "--work-dir")
     result, path = run(cfg, host, work_dir=work_dir, results_dir=results_dir, resume=args.resume)

@@ -20,7 +20,7 @@ import pluggy
 from mmengine.registry import Registry
 
 from harness import hookspecs
-from harness.errors import HarnessError, PluginError
+from harness.errors import HarnessError, HarnessWarning, PluginError
 
 ENTRY_POINT_GROUP = "stereodistill"
 DISTRIBUTION = "stereodistill"
@@ -41,7 +41,7 @@ KINDS = {
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
 
 
-class PluginWarning(UserWarning):
+class PluginWarning(HarnessWarning):
     """A plugin could not be loaded or misbehaved; the harness continued without it."""
 
 
@@ -221,14 +221,24 @@ class PluginHost:
 
     # -- run events ------------------------------------------------------------------------
     def configure_run(self, cfg: Any) -> None:
-        self.pm.hook.harness_configure_run(cfg=cfg)
+        """Each plugin in pluggy's call order; a plugin that raises (other than a deliberate
+        ``HarnessError`` refusal) is reported by name and the others still run."""
+        for impl in reversed(self.pm.hook.harness_configure_run.get_hookimpls()):
+            try:
+                impl.function(cfg=cfg)
+            except HarnessError:
+                raise
+            except Exception as exc:
+                warnings.warn(f"plugin {impl.plugin_name!r} failed in harness_configure_run and is skipped: "
+                              f"{type(exc).__name__}: {exc}", PluginWarning, 2)
 
     def result_written(self, result: dict, path: str) -> None:
         for impl in self.pm.hook.harness_result_written.get_hookimpls():
             try:
                 impl.function(result=result, path=path)
             except Exception as exc:
-                warnings.warn(f"plugin {impl.plugin_name!r} failed in harness_result_written: {exc}", PluginWarning, 2)
+                warnings.warn(f"plugin {impl.plugin_name!r} failed in harness_result_written: "
+                              f"{type(exc).__name__}: {exc}", PluginWarning, 2)
 
 
 def _bound_register(catalog: Catalog, kind: str, plugin: str) -> Callable[..., None]:

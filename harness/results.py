@@ -40,7 +40,11 @@ A result is one JSON file per run (``schema_version`` 1)::
       "seconds": ..
     }
 
-``harness leaderboard`` reads only these files.
+``harness leaderboard`` reads only these files. A file in the folder that is not one of them
+(foreign JSON, a corrupt or other-schema file) is skipped with a one-line warning, so one bad
+file never hides the others. Writes are atomic (temp file + rename, fsync'd): a crash or a full
+disk leaves the previous file intact and no temp file behind; concurrent writers of one folder
+(a parallel tox matrix) each land a complete file.
 """
 from __future__ import annotations
 
@@ -49,11 +53,12 @@ import os
 import platform
 import subprocess
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning, RunFailure
 
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema_version", "method", "seed", "protocol", "metrics")
@@ -95,32 +100,50 @@ def result_filename(result: dict[str, Any]) -> str:
     return f"{result['method']}__{ds}__{result['profile']}__seed{result['seed']}.json"
 
 
+class SkippedResultWarning(HarnessWarning):
+    """A file in the results folder is not a readable result of this schema and was skipped."""
+
+
 def write_result(result: dict[str, Any], results_dir: str | os.PathLike) -> Path:
     path = Path(results_dir) / result_filename(result)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(result, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    except OSError as exc:  # e.g. ENOSPC: the previous file (if any) is intact, no temp file is left
+        raise RunFailure(f"cannot write result {path}: {exc.strerror or exc}") from exc
     return path
 
 
+def read_result(path: Path) -> dict[str, Any]:
+    """One result file, validated; :class:`HarnessError` says why it is not one."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HarnessError(f"{path}: not a readable result JSON ({exc})") from None
+    missing = [k for k in REQUIRED_KEYS if k not in data] if isinstance(data, dict) else list(REQUIRED_KEYS)
+    if missing:
+        raise HarnessError(f"{path}: not a stereodistill result (missing {', '.join(missing)})")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise HarnessError(f"{path}: result schema_version {data['schema_version']} is not supported "
+                           f"(this harness reads {SCHEMA_VERSION})")
+    if not isinstance(data["metrics"], dict) or not isinstance(data["protocol"], dict) or "id" not in data["protocol"]:
+        raise HarnessError(f"{path}: not a stereodistill result (metrics or protocol.id malformed)")
+    data["_path"] = str(path)
+    return data
+
+
 def load_results(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Load every ``*.json`` result under ``results_dir`` (not recursive); bad files are errors."""
+    """Load every ``*.json`` result under ``results_dir`` (not recursive); files that are not
+    results are skipped with a :class:`SkippedResultWarning` naming the file and the reason."""
     d = Path(results_dir)
     if not d.is_dir():
         raise HarnessError(f"option --results {d}: no such directory")
     out = []
     for path in sorted(d.glob("*.json")):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise HarnessError(f"{path}: not a readable result JSON ({exc})") from None
-        missing = [k for k in REQUIRED_KEYS if k not in data] if isinstance(data, dict) else list(REQUIRED_KEYS)
-        if missing:
-            raise HarnessError(f"{path}: not a stereodistill result (missing {', '.join(missing)})")
-        if data["schema_version"] != SCHEMA_VERSION:
-            raise HarnessError(f"{path}: result schema_version {data['schema_version']} is not supported "
-                               f"(this harness reads {SCHEMA_VERSION})")
-        data["_path"] = str(path)
-        out.append(data)
+            out.append(read_result(path))
+        except HarnessError as exc:
+            warnings.warn(f"{exc}; skipped", SkippedResultWarning, 2)
     return out
 
 

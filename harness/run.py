@@ -14,6 +14,7 @@ from mmengine.config import Config
 
 from harness import checkpoint, precompute, results, robustness, teacher_cache
 from harness.config import section
+from harness.determinism import derived_seed, seed_everything
 from harness.errors import HarnessError
 from harness.evaluate import (
     MetricAccumulator,
@@ -103,6 +104,9 @@ class RunContext:
         name = spec.pop("type", None)
         if name is None:
             raise HarnessError(f"config {key}.type is missing")
+        # initial weights depend on (seed, key) only; the teacher's on its own seed, like its cache key
+        seed = (self.cfg.get("teacher_train") or {}).get("seed", 0) if key == "teacher" else self.cfg.seed
+        seed_everything(derived_seed(int(seed), key))
         return name, self.catalog.build(kind, name, **spec)
 
     def load_teacher(self, teacher) -> dict[str, Any]:
@@ -130,7 +134,7 @@ class RunContext:
                 batch_size=int(tcfg["batch_size"]), lr=float(tcfg["optimizer"]["lr"]), param_groups=None,
                 seed=int(tcfg.get("seed", 0)), device=self.device, resume=work.is_dir(),
                 num_workers=int(self.cfg.num_workers), progress=self.progress,
-                log_interval=int(self.cfg.log_interval),
+                log_interval=int(self.cfg.log_interval), deterministic=bool(self.cfg.get("deterministic", False)),
             )
             model.to("cpu")
             return {"val": _val_metrics(runner)}
@@ -185,6 +189,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     method_cfg = section(cfg, "method")
     method = method_cfg.pop("type")
     method_entry = ctx.catalog.get("methods", method)
+    seed_everything(derived_seed(int(cfg.seed), "method"))
     strategy = ctx.catalog.build("methods", method, **method_cfg)
 
     ctx.prepare_data()
@@ -213,6 +218,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         teacher_info = ctx.load_teacher(teacher)
     ctx.timings["teacher_s"] = time.time() - t
 
+    seed_everything(derived_seed(int(cfg.seed), "strategy"))  # same modules whether the teacher was cached or not
     strategy.build(student, teacher)
     write_run_record(work_dir, cfg, method=method, student=student_name, stages=strategy.stages())
     schedule = section(cfg, "schedule")
@@ -233,6 +239,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
             param_groups=strategy.param_groups(student, teacher, stage), seed=int(cfg.seed),
             device=ctx.device, resume=resume, num_workers=int(cfg.num_workers), extra_hooks=[hook],
             progress=ctx.progress, log_interval=int(cfg.log_interval),
+            deterministic=bool(cfg.get("deterministic", False)),
         )
         stage_results["losses"][stage.name] = {
             k.removeprefix("term."): round(v, 6) for k, v in hook.last_epoch_terms.items()

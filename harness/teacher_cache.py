@@ -6,6 +6,11 @@ makes concurrent runs of a method matrix train each teacher exactly once; an int
 training resumes from its own checkpoints in ``<key>.work/``. The teacher seed is part of the
 teacher config (``teacher_train.seed``), not the student's seed, so every student seed of a
 benchmark sees the same teacher.
+
+``teacher.pth`` and ``meta.json`` are each written to a temp file and renamed, ``meta.json``
+last, and readers look only under the lock, so no run ever reads a partial file. An entry
+whose files cannot be read (a damaged disk, a copy cut short) is reported with a warning and
+retrained.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +27,15 @@ import torch
 from filelock import FileLock
 
 from harness import checkpoint
+from harness.errors import HarnessWarning, RunFailure
 from harness.results import atomic_write_text
 
 CACHE_ENV = "STEREODISTILL_CACHE"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: seeded initial weights and per-epoch reseeding (harness/determinism.py)
+
+
+class CacheWarning(HarnessWarning):
+    """A teacher cache entry could not be read and is rebuilt."""
 
 
 def cache_root(configured: str | None) -> Path:
@@ -62,21 +73,33 @@ def load_or_train(
     entry = base / key
     with FileLock(str(base / f"{key}.lock")):
         if (entry / "meta.json").is_file() and (entry / "teacher.pth").is_file():
-            teacher.load_state_dict(torch.load(entry / "teacher.pth", map_location="cpu", weights_only=True))
-            meta = json.loads((entry / "meta.json").read_text())
-            meta["cached"] = True
-            return meta
+            try:
+                state = torch.load(entry / "teacher.pth", map_location="cpu", weights_only=True)
+                meta = json.loads((entry / "meta.json").read_text())
+            except Exception as exc:  # unreadable: retrain rather than fail the run
+                warnings.warn(f"teacher cache entry {entry} is unreadable and is retrained "
+                              f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",
+                              CacheWarning, 2)
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                teacher.load_state_dict(state)
+                meta["cached"] = True
+                return meta
         work = base / f"{key}.work"
         checkpoint.trust_directory(work)
         start = time.time()
         extra = train_fn(teacher, work) or {}
         seconds = time.time() - start
-        entry.mkdir(exist_ok=True)
-        tmp = entry / "teacher.pth.tmp"
-        torch.save({k: v.detach().cpu() for k, v in teacher.state_dict().items()}, tmp)
-        os.replace(tmp, entry / "teacher.pth")
         meta = dict(describe, key=key, train_seconds=round(seconds, 2), created=time.time(), **extra)
-        atomic_write_text(entry / "meta.json", json.dumps(meta, indent=2, sort_keys=True, default=str))
+        tmp = entry / "teacher.pth.tmp"
+        try:
+            entry.mkdir(exist_ok=True)
+            torch.save({k: v.detach().cpu() for k, v in teacher.state_dict().items()}, tmp)
+            os.replace(tmp, entry / "teacher.pth")
+            atomic_write_text(entry / "meta.json", json.dumps(meta, indent=2, sort_keys=True, default=str))
+        except OSError as exc:  # e.g. a full disk: no meta.json, so the entry counts as missing
+            tmp.unlink(missing_ok=True)
+            raise RunFailure(f"cannot write the teacher cache entry {entry}: {exc.strerror or exc}") from exc
         shutil.rmtree(work, ignore_errors=True)
         meta["cached"] = False
         return meta

@@ -18,10 +18,10 @@ from mmengine.runner import Runner
 from torch import nn
 
 from harness import checkpoint
+from harness.determinism import EpochSeedHook, set_deterministic
 from harness.errors import HarnessError
+from harness.guards import TERM_PREFIX, LossGuard
 from harness.types import Stage, StepContext
-
-TERM_PREFIX = "term."
 
 
 # --------------------------------------------------------------------------------------------
@@ -32,14 +32,13 @@ TERM_PREFIX = "term."
 class _LossModel(BaseModel):
     """Common parts: loss parsing that sums only ``loss`` and logs named terms."""
 
+    #: set by :func:`run_stage`; stops training at the first NaN/Inf term (see harness/guards.py)
+    loss_guard: LossGuard | None = None
+
     def parse_losses(self, losses: dict[str, torch.Tensor]):
         total = losses["loss"]
-        if not torch.isfinite(total):
-            raise HarnessError(
-                "training diverged: the loss became "
-                f"{total.item()} (terms: {', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())}); "
-                "lower the learning rate or check the data"
-            )
+        if self.loss_guard is not None:
+            self.loss_guard.check(losses)
         log_vars = {k: v.detach().float().mean() for k, v in losses.items()}
         return total, log_vars
 
@@ -261,10 +260,13 @@ def run_stage(
     extra_hooks: list[Hook] = (),
     progress: bool = True,
     log_interval: int = 10,
+    deterministic: bool = False,
 ) -> Runner:
     """Train ``model`` for one stage with mmengine's Runner and return the Runner."""
     checkpoint.install()
     checkpoint.trust_directory(work_dir)
+    resume_from = checkpoint.resumable_checkpoint(work_dir) if resume else None
+    model.loss_guard = guard = LossGuard(stage_label, work_dir)
     iters_per_epoch = max(1, math.ceil(len(train_set) / batch_size))
     optim_wrapper = build_optim_wrapper(model, schedule, lr, param_groups, device)
     val_interval = int(schedule.get("val_interval", epochs)) or epochs
@@ -294,14 +296,16 @@ def run_stage(
             checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=2, save_last=True),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
-        custom_hooks=[*extra_hooks, ProgressHook(stage_label, enabled=progress)],
-        randomness=dict(seed=seed, deterministic=False, diff_rank_seed=False),
+        custom_hooks=[EpochSeedHook(seed, stage_label), guard, *extra_hooks, ProgressHook(stage_label, enabled=progress)],
+        randomness=dict(seed=seed, deterministic=deterministic, diff_rank_seed=False),
         env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
         log_level="INFO",
-        resume=resume,
+        resume=resume_from is not None,
+        load_from=None if resume_from is None else str(resume_from),
         default_scope=None,
         cfg=dict(stage=stage_label, device=device),
     )
+    set_deterministic(deterministic)  # also undoes a previous deterministic stage of this process
     runner.train()
     return runner
 
@@ -309,6 +313,10 @@ def run_stage(
 class HarnessRunner(Runner):
     """mmengine's Runner with a quiet console: its full INFO log goes to the work dir's log file,
     only errors reach the terminal (the harness prints its own progress and summary)."""
+
+    def save_checkpoint(self, out_dir, filename, *args, **kwargs):
+        """Checkpoints are written to a temp file and renamed: never half-written."""
+        checkpoint.save_atomically(super().save_checkpoint, out_dir, filename, *args, **kwargs)
 
     def build_logger(self, log_level="INFO", log_file=None, **kwargs):
         logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)

@@ -76,10 +76,11 @@ def test_formats(tmp_path):
         render(res, "github", metric="nope")
 
 
-def test_bad_result_files_are_named(tmp_path):
+def test_bad_result_files_are_named_and_skipped(tmp_path):
+    write_result(_result("baseline", 0, 0.1), tmp_path)
     (tmp_path / "x.json").write_text("{not json")
-    with pytest.raises(HarnessError, match="x.json: not a readable result JSON"):
-        load_results(tmp_path)
+    with pytest.warns(UserWarning, match="x.json: not a readable result JSON.*skipped"):
+        assert [r["method"] for r in load_results(tmp_path)] == ["baseline"]
     (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
-    with pytest.raises(HarnessError, match="x.json: not a stereodistill result"):
-        load_results(tmp_path)
+    with pytest.warns(UserWarning, match="x.json: not a stereodistill result"):
+        assert len(load_results(tmp_path)) == 1
