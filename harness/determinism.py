@@ -48,7 +48,9 @@ def set_deterministic(enabled: bool) -> None:
 
 
 class EpochSeedHook(Hook):
-    """Reseed the global generators from ``(seed, stage, epoch)`` before every training epoch."""
+    """Before every training epoch: reseed the global generators from ``(seed, stage, epoch)`` and
+    tell the training set its epoch (``set_epoch``: per-sample flips/augmentations are drawn from
+    (seed, index, epoch)), for every stage, the teacher's included."""
 
     priority = "VERY_HIGH"
 
@@ -58,3 +60,6 @@ class EpochSeedHook(Hook):
 
     def before_train_epoch(self, runner) -> None:
         seed_everything(derived_seed(self.seed, self.stage, "epoch", runner.epoch))
+        dataset = runner.train_dataloader.dataset
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(runner.epoch)

@@ -131,9 +131,6 @@ class StrategyHook(Hook):
 
     def before_train_epoch(self, runner) -> None:
         self.ctx.epoch = runner.epoch
-        dataset = runner.train_dataloader.dataset
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(runner.epoch)
         if self.strategy is not None:
             self.strategy.on_epoch_start(runner.epoch)
         self.epoch_terms.clear()
