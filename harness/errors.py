@@ -13,3 +13,9 @@ class HarnessError(Exception):
 
 class PluginError(HarnessError):
     """A plugin broke the hook contract (name collision, bad registration, unknown hook)."""
+
+
+class EnvironmentFailure(HarnessError):
+    """The machine lacks what the run asks for (e.g. ``--device cuda`` without a GPU): exit 1."""
+
+    exit_code = 1

@@ -9,6 +9,7 @@ benchmark sees the same teacher.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from filelock import FileLock
 
-from harness import checkpoint
+from harness import checkpoint, distributed
 from harness.results import atomic_write_text
 
 CACHE_ENV = "STEREODISTILL_CACHE"
@@ -56,12 +57,17 @@ def load_or_train(
     describe: dict[str, Any],
 ) -> dict[str, Any]:
     """Fill ``teacher`` with cached weights, training it with ``train_fn(teacher, work_dir)`` first
-    if no cache entry exists. Returns the cache metadata (with ``cached``: whether it was a hit)."""
+    if no cache entry exists. Returns the cache metadata (with ``cached``: whether it was a hit).
+
+    In a multi-process run rank 0 holds the lock and decides; on a miss every rank trains
+    (``train_fn`` is a distributed stage) and rank 0 writes the entry."""
     base = cache_dir / "teachers"
     base.mkdir(parents=True, exist_ok=True)
     entry = base / key
-    with FileLock(str(base / f"{key}.lock")):
-        if (entry / "meta.json").is_file() and (entry / "teacher.pth").is_file():
+    main = distributed.is_main_process()
+    with FileLock(str(base / f"{key}.lock")) if main else contextlib.nullcontext():
+        hit = (entry / "meta.json").is_file() and (entry / "teacher.pth").is_file()
+        if distributed.broadcast_object(hit):
             teacher.load_state_dict(torch.load(entry / "teacher.pth", map_location="cpu", weights_only=True))
             meta = json.loads((entry / "meta.json").read_text())
             meta["cached"] = True
@@ -70,13 +76,16 @@ def load_or_train(
         checkpoint.trust_directory(work)
         start = time.time()
         extra = train_fn(teacher, work) or {}
+        distributed.sync_buffers(teacher)  # every rank goes on with the teacher rank 0 stores
         seconds = time.time() - start
-        entry.mkdir(exist_ok=True)
-        tmp = entry / "teacher.pth.tmp"
-        torch.save({k: v.detach().cpu() for k, v in teacher.state_dict().items()}, tmp)
-        os.replace(tmp, entry / "teacher.pth")
         meta = dict(describe, key=key, train_seconds=round(seconds, 2), created=time.time(), **extra)
-        atomic_write_text(entry / "meta.json", json.dumps(meta, indent=2, sort_keys=True, default=str))
-        shutil.rmtree(work, ignore_errors=True)
+        if main:
+            entry.mkdir(exist_ok=True)
+            tmp = entry / "teacher.pth.tmp"
+            torch.save({k: v.detach().cpu() for k, v in teacher.state_dict().items()}, tmp)
+            os.replace(tmp, entry / "teacher.pth")
+            atomic_write_text(entry / "meta.json", json.dumps(meta, indent=2, sort_keys=True, default=str))
+            shutil.rmtree(work, ignore_errors=True)
+        distributed.barrier()
         meta["cached"] = False
         return meta
