@@ -106,16 +106,23 @@ def sync_buffers(module: torch.nn.Module) -> None:
     already equal under DDP. Afterwards every rank evaluates the network rank 0 saved."""
     if not is_distributed():
         return
+    nccl = torch.distributed.get_backend() == "nccl"
     for buf in module.buffers():
-        torch.distributed.broadcast(buf, src=0)
+        if nccl and not buf.is_cuda:  # NCCL moves CUDA tensors only
+            staged = buf.cuda()
+            torch.distributed.broadcast(staged, src=0)
+            buf.copy_(staged.cpu())
+        else:
+            torch.distributed.broadcast(buf, src=0)
 
 
 def runner_settings(launcher: str, device: str, dist_cfg: dict | None = None) -> dict[str, Any]:
     """``launcher``, ``env_cfg`` and ``cfg_extra`` (keys of the Runner's ``cfg``: the DDP wrapper
     settings ``model_wrapper_cfg`` and ``sync_bn``) of mmengine's ``Runner`` for ``launcher``.
 
-    ``dist_cfg``: ``find_unused_parameters`` (strategies whose modules skip some parameters in
-    a stage) and ``sync_bn`` (``"torch"``: SyncBatchNorm, CUDA only; None keeps per-rank
+    ``dist_cfg``: ``find_unused_parameters`` (default True: a strategy may leave parameters
+    without gradient in a step, e.g. decoder scales it does not supervise; without it DDP
+    silently skips the gradient all-reduce of their buckets and fails one step later) and ``sync_bn`` (``"torch"``: SyncBatchNorm, CUDA only; None keeps per-rank
     BatchNorm statistics).
     """
     dist_cfg = dict(dist_cfg or {})
@@ -125,7 +132,7 @@ def runner_settings(launcher: str, device: str, dist_cfg: dict | None = None) ->
         # BatchNorm statistics stay per rank during training (as mmengine's default wrapper);
         # sync_buffers() hands rank 0's to every rank before evaluation
         wrapper = dict(type="MMDistributedDataParallel", forward_sync_buffers=False,
-                       find_unused_parameters=bool(dist_cfg.get("find_unused_parameters", False)))
+                       find_unused_parameters=bool(dist_cfg.get("find_unused_parameters", True)))
         if not device.startswith("cuda"):
             wrapper["device_ids"] = None  # CPU modules take no device ids
         extra["model_wrapper_cfg"] = wrapper

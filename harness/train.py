@@ -218,7 +218,8 @@ class DepthValMetric(BaseMetric):
     default_prefix = "val"
 
     def __init__(self, protocol):
-        super().__init__()
+        # "gpu" collects with all_gather_object (gloo on CPU too): no shared temp dir needed
+        super().__init__(collect_device="gpu")
         self.protocol = protocol
 
     def process(self, data_batch, data_samples) -> None:
@@ -227,16 +228,17 @@ class DepthValMetric(BaseMetric):
         pred = torch.stack([d["pred"] for d in data_samples]).float().cpu()
         gt = torch.stack([d["gt"] for d in data_samples]).float().cpu()
         m = compute_metrics(pred, gt, self.protocol)
-        # one entry per sample (None without valid GT): mmengine's collect interleaves the ranks'
-        # entries back into dataset order and cuts the sampler's padding at the dataset size
+        # one entry per sample ({} without valid GT; not None, which mmengine's collect drops):
+        # the collect interleaves the ranks' entries back into dataset order and cuts the
+        # sampler's padding at the dataset size
         for i in range(pred.shape[0]):
             valid = bool(m["valid_px"][i] > 0)
-            self.results.append({k: float(m[k][i]) for k in self.KEYS} if valid else None)
+            self.results.append({k: float(m[k][i]) for k in self.KEYS} if valid else {})
 
     KEYS = ("abs_rel", "rmse", "a1")
 
     def compute_metrics(self, results) -> dict[str, float]:
-        kept = [r for r in results if r is not None]
+        kept = [r for r in results if r]
         return {k: sum(r[k] for r in kept) / max(len(kept), 1) for k in self.KEYS}
 
 

@@ -5,7 +5,7 @@ device = "auto"  # auto | cpu | cuda
 # (set by --launcher); batch sizes are per process. gloo on CPU, NCCL on CUDA.
 launcher = "none"
 dist = dict(
-    find_unused_parameters=False,  # True for strategies that leave parameters unused in a step
+    find_unused_parameters=True,  # a strategy may leave parameters unused in a step (False: a bit faster)
     sync_bn=None,  # "torch": SyncBatchNorm across ranks (CUDA only); None: per-rank BN statistics
 )
 channels_last = False  # CUDA only: channels-last weights and inputs (faster convolutions on tensor cores)
