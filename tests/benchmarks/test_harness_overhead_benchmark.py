@@ -131,6 +131,7 @@ def _periods(ends: list[tuple[float, float]], clock: int) -> list[float]:
     return [b[clock] - a[clock] for a, b in zip(ends, ends[1:])]
 
 
+@pytest.mark.slow  # three training epochs even as a smoke test
 def test_harness_overhead_vs_bare_loop(benchmark, tmp_path):
     data = Frames()
     rounds: list[dict[str, float]] = []
