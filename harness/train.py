@@ -216,6 +216,7 @@ class DepthValMetric(BaseMetric):
     """Validation abs_rel / a1 on the network-resolution GT, logged every ``val_interval``."""
 
     default_prefix = "val"
+    KEYS = ("abs_rel", "rmse", "a1")
 
     def __init__(self, protocol):
         # "gpu" collects with all_gather_object (gloo on CPU too): no shared temp dir needed
@@ -234,8 +235,6 @@ class DepthValMetric(BaseMetric):
         for i in range(pred.shape[0]):
             valid = bool(m["valid_px"][i] > 0)
             self.results.append({k: float(m[k][i]) for k in self.KEYS} if valid else {})
-
-    KEYS = ("abs_rel", "rmse", "a1")
 
     def compute_metrics(self, results) -> dict[str, float]:
         kept = [r for r in results if r]
