@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="directory for the result JSON (default: results/)")
     run.add_argument("--seed", type=int)
     run.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    run.add_argument("--launcher", choices=("none", "pytorch"), help="pytorch: one of several processes started "
+                     "by torchrun (DDP; gloo on CPU, NCCL on CUDA; batch sizes are per process)")
     run.add_argument("--quick", action="store_true", help="tiny smoke-test profile (< 1 min on 2 cores)")
     run.add_argument("--resume", action="store_true", help="continue from the work dir's last checkpoints")
     run.add_argument("--deterministic", action="store_true",
@@ -271,9 +273,13 @@ def cmd_run(args) -> int:
         cfg.device = args.device
     if args.deterministic:
         cfg.deterministic = True
+    if args.launcher:
+        cfg.launcher = args.launcher
     work_dir = Path(args.work_dir or Path("work_dirs") / f"{args.method}{'-quick' if args.quick else ''}" / f"seed{cfg.seed}")
     results.check_writable_dir(work_dir, "--work-dir")
     result, path = run(cfg, host, work_dir=work_dir, results_dir=results_dir, resume=args.resume)
+    if path is None:  # not rank 0 of a multi-process run: rank 0 reports
+        return 0
     m = result["metrics"]
     line = " | ".join(f"{role} abs_rel {v['abs_rel']:.4f}" for role, v in m.items() if isinstance(v, dict) and "abs_rel" in v)
     print(f"{args.method}: {line} ({result['timings']['total_s']:.0f}s) -> {path}")

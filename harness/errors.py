@@ -31,3 +31,8 @@ class RunFailure(HarnessError):
 
 class HarnessWarning(UserWarning):
     """Something was skipped and the harness went on; the CLI prints ``harness: warning: ...``."""
+
+class EnvironmentFailure(RunFailure):
+    """The machine lacks what the run asks for (e.g. ``--device cuda`` without a GPU): exit 1."""
+
+    exit_code = 1

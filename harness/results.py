@@ -17,6 +17,15 @@ A result is one JSON file per run (``schema_version`` 1)::
       "versions": {"stereodistill": ..., "torch": ..., "mmengine": ..., "numpy": ..., "python": ...},
       "git_commit": "<sha>" | null,
       "timings": {"total_s": ..., "data_s": ..., "teacher_s": ..., "train_s": ..., "eval_s": ...},
+      "device": "cpu" | "cuda" | "cuda:<local rank>",
+      "resources": {                   # peak memory (harness/resources.py)
+        "peak_rss_mb": ...,            # this process (rank 0): resource.getrusage ru_maxrss
+        "peak_rss_children_mb": ...,   # largest finished child (data-loader workers); a forked
+                                       # child starts from its parent's RSS, so >= the parent's at fork
+        "cuda_max_allocated_mb": ... | null,   # torch.cuda.max_memory_allocated, null on CPU
+        "launcher": "none" | "pytorch", "world_size": n,
+        "per_rank": [{"peak_rss_mb": .., ...}, ...]   # only in multi-process runs
+      },
       "created": "<ISO 8601 UTC>",
       "robustness": {...}              # only with --eval-robustness / a *-c dataset, see below
     }

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -12,10 +13,10 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from harness import checkpoint, precompute, results, robustness, teacher_cache
+from harness import checkpoint, distributed, precompute, resources, results, robustness, teacher_cache
 from harness.config import section
 from harness.determinism import derived_seed, seed_everything
-from harness.errors import HarnessError
+from harness.errors import EnvironmentFailure, HarnessError
 from harness.evaluate import (
     MetricAccumulator,
     Protocol,
@@ -25,7 +26,15 @@ from harness.evaluate import (
     valid_mask,
 )
 from harness.plugins import Catalog, PluginHost
-from harness.train import DistillModel, StrategyHook, TeacherTrainModel, progress_callback, run_stage, stage_epochs
+from harness.train import (
+    DistillModel,
+    StrategyHook,
+    TeacherTrainModel,
+    amp_dtype,
+    progress_callback,
+    run_stage,
+    stage_epochs,
+)
 from harness.types import Needs, StepContext
 
 
@@ -33,7 +42,7 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("option --device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+        raise EnvironmentFailure("option --device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
     return requested
 
 
@@ -47,6 +56,13 @@ class RunContext:
         self.work_dir = work_dir
         self.resume = resume
         self.device = resolve_device(cfg.device)
+        self.launcher = str(cfg.get("launcher", "none"))
+        if self.launcher == "pytorch" and self.device == "cuda":
+            # one GPU per process; torchrun's LOCAL_RANK picks it (mmengine sets it as current)
+            self.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        if amp_dtype(cfg.schedule.get("amp")) and not self.device.startswith("cuda"):
+            raise HarnessError(f"config schedule.amp={cfg.schedule.get('amp')!r}: mixed precision needs "
+                               f"--device cuda (this run uses {self.device})")
         self.cache_dir = teacher_cache.cache_root(cfg.get("cache_dir"))
         self.timings: dict[str, float] = {}
         self.progress = bool(cfg.get("progress", True))
@@ -55,7 +71,17 @@ class RunContext:
         }
 
     # -- data ------------------------------------------------------------------------------
+    def stage_options(self) -> dict[str, Any]:
+        """The device/parallelism options every ``run_stage`` of this run shares."""
+        return dict(device=self.device, launcher=self.launcher, dist_cfg=section(self.cfg, "dist"),
+                    channels_last=bool(self.cfg.get("channels_last", False)),
+                    deterministic=bool(self.cfg.get("deterministic", False)))
+
     def prepare_data(self) -> None:
+        with distributed.main_process_first():  # rank 0 generates into the shared cache
+            self._prepare_data()
+
+    def _prepare_data(self) -> None:
         t = time.time()
         data = section(self.cfg, "data")
         entry = self.catalog.get("datasets", data["dataset"])
@@ -132,9 +158,9 @@ class RunContext:
                 model=TeacherTrainModel(model), stage_label="teacher", work_dir=work, train_set=train_set,
                 val_set=val_set if "depth" in _output_kinds(model) else None, val_protocol=val_protocol, schedule=tcfg, epochs=int(tcfg["epochs"]),
                 batch_size=int(tcfg["batch_size"]), lr=float(tcfg["optimizer"]["lr"]), param_groups=None,
-                seed=int(tcfg.get("seed", 0)), device=self.device, resume=work.is_dir(),
+                seed=int(tcfg.get("seed", 0)), resume=work.is_dir(),
                 num_workers=int(self.cfg.num_workers), progress=self.progress,
-                log_interval=int(self.cfg.log_interval), deterministic=bool(self.cfg.get("deterministic", False)),
+                log_interval=int(self.cfg.log_interval), **self.stage_options(),
             )
             model.to("cpu")
             return {"val": _val_metrics(runner)}
@@ -183,6 +209,8 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     """Run one method end to end and write its result file; returns (result, path)."""
     started = time.time()
     ctx = RunContext(cfg, host, work_dir=work_dir, resume=resume)
+    distributed.init(ctx.launcher, ctx.device)
+    resources.reset_peaks(ctx.device)
     checkpoint.install()
     checkpoint.trust_directory(work_dir)
     host.configure_run(cfg)
@@ -220,7 +248,8 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
 
     seed_everything(derived_seed(int(cfg.seed), "strategy"))  # same modules whether the teacher was cached or not
     strategy.build(student, teacher)
-    write_run_record(work_dir, cfg, method=method, student=student_name, stages=strategy.stages())
+    if distributed.is_main_process():
+        write_run_record(work_dir, cfg, method=method, student=student_name, stages=strategy.stages())
     schedule = section(cfg, "schedule")
     stage_results: dict[str, Any] = {"losses": {}, "val": {}}
     t = time.time()
@@ -237,9 +266,8 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
             val_set=val_set, val_protocol=val_protocol, schedule=schedule, epochs=epochs, batch_size=bs,
             lr=float(stage.lr or schedule["optimizer"]["lr"]),
             param_groups=strategy.param_groups(student, teacher, stage), seed=int(cfg.seed),
-            device=ctx.device, resume=resume, num_workers=int(cfg.num_workers), extra_hooks=[hook],
-            progress=ctx.progress, log_interval=int(cfg.log_interval),
-            deterministic=bool(cfg.get("deterministic", False)),
+            resume=resume, num_workers=int(cfg.num_workers), extra_hooks=[hook],
+            progress=ctx.progress, log_interval=int(cfg.log_interval), **ctx.stage_options(),
         )
         stage_results["losses"][stage.name] = {
             k.removeprefix("term."): round(v, 6) for k, v in hook.last_epoch_terms.items()
@@ -250,6 +278,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
 
     t = time.time()
     student.to(ctx.device).eval()
+    distributed.sync_buffers(student)
     # the final model on the val split (what settings are chosen on): the per-stage values above
     # are the runner's last logged validation, stale when --resume finds a finished stage
     stage_results["val"]["final"] = evaluate_split(
@@ -269,6 +298,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         ctx.timings["teacher_s"] += time.time() - t
     if eval_teacher is not None and cfg.evaluate.get("teacher", True):
         eval_teacher.to(ctx.device).eval()
+        distributed.sync_buffers(eval_teacher)
         teacher_test = ctx.build_dataset("test", eval_need | set(eval_teacher.input_keys))
         if eval_teacher is teacher:  # the method's own teacher: the strategy knows how to run it
             predict_batch = lambda b: strategy.teacher_predict(eval_teacher, student, b)  # noqa: E731
@@ -307,10 +337,13 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         "git_commit": results.git_commit(),
         "device": ctx.device,
         "timings": {k: round(v, 2) for k, v in ctx.timings.items()},
+        "resources": _resources_record(ctx),
         "created": results.now_iso(),
     }
     if robustness_record is not None:
         result["robustness"] = robustness_record
+    if not distributed.is_main_process():
+        return result, None  # rank 0 writes the result file
     path = results.write_result(result, results_dir)
     host.result_written(result, str(path))
     return result, path
@@ -330,6 +363,15 @@ def write_run_record(work_dir: Path, cfg: Config, *, method: str, student: str, 
     return path
 
 
+def _resources_record(ctx: RunContext) -> dict[str, Any]:
+    """Peak memory of this process (rank 0 in multi-process runs) and of every rank."""
+    record: dict[str, Any] = dict(resources.peak_memory(ctx.device), launcher=ctx.launcher,
+                                  world_size=distributed.world_size())
+    if distributed.is_distributed():
+        record["per_rank"] = distributed.gather_ordered([(distributed.rank(), resources.peak_memory(ctx.device))])
+    return record
+
+
 def _output_kinds(teacher) -> set[str]:
     return set(getattr(teacher, "outputs", {"depth"}))
 
@@ -342,12 +384,18 @@ def _dataset_record(ctx: RunContext, ds) -> dict[str, Any]:
 @torch.no_grad()
 def evaluate_split(predict, dataset, protocol: Protocol, ctx: RunContext, predict_batch=None) -> dict[str, Any]:
     """Score ``predict(image) -> depth`` (or ``predict_batch(batch) -> depth``, for models that
-    need more than the image, e.g. stereo teachers) on every sample of ``dataset``."""
+    need more than the image, e.g. stereo teachers) on every sample of ``dataset``.
+
+    In a multi-process run each rank scores every N-th batch; the per-image metrics of all
+    ranks are gathered in dataset order before averaging, so the summary is exactly the
+    single-process one (no padding, no mean of means)."""
     acc = MetricAccumulator()
     bs = int(ctx.cfg.evaluate.get("batch_size", 8))
     n = len(dataset)
-    cb = progress_callback("eval") if ctx.progress else None
-    for start in range(0, n, bs):
+    cb = progress_callback("eval") if ctx.progress and distributed.is_main_process() else None
+    per_batch: list[tuple[tuple[int, int], dict]] = []
+    for batch_no in distributed.shard(math.ceil(n / bs)):
+        start = batch_no * bs
         idx = list(range(start, min(n, start + bs)))
         samples = [dataset[i] for i in idx]
         batch = torch.utils.data.default_collate(samples)
@@ -361,13 +409,16 @@ def evaluate_split(predict, dataset, protocol: Protocol, ctx: RunContext, predic
             depth = 1.0 / flip_post_process(1.0 / d, 1.0 / d_f)
         else:
             depth = predict(batch["image"])
-        for pred, gt in _pairs_by_gt_size(depth.float().cpu(), [dataset.eval_gt(i) for i in idx]):
+        pairs = _pairs_by_gt_size(depth.float().cpu(), [dataset.eval_gt(i) for i in idx])
+        for part, (pred, gt) in enumerate(pairs):
             metrics = compute_metrics(pred, gt, protocol)
             if ctx.extra_metrics:
                 metrics.update(_extra_metrics(ctx.extra_metrics, pred, gt, metrics, protocol))
-            acc.update(metrics)
+            per_batch.append(((start, part), metrics))
         if cb:
             cb(idx[-1] + 1, n)
+    for metrics in distributed.gather_ordered(per_batch):
+        acc.update(metrics)
     summary = acc.summary()
     return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in summary.items()}
 

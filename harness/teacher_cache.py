@@ -14,6 +14,7 @@ retrained.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 from filelock import FileLock
 
-from harness import checkpoint
+from harness import checkpoint, distributed
 from harness.errors import HarnessWarning, RunFailure
 from harness.results import atomic_write_text
 
@@ -58,6 +59,23 @@ def teacher_key(teacher_cfg: dict, train_cfg: dict, data_fingerprint: str, input
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _readable_entry(entry: Path) -> bool:
+    """Whether ``entry`` holds a complete, loadable teacher; an unreadable one is removed (so it is
+    retrained) with a warning."""
+    if not ((entry / "meta.json").is_file() and (entry / "teacher.pth").is_file()):
+        return False
+    try:
+        torch.load(entry / "teacher.pth", map_location="cpu", weights_only=True)
+        json.loads((entry / "meta.json").read_text())
+    except Exception as exc:  # unreadable: retrain rather than fail the run
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        warnings.warn(f"teacher cache entry {entry} is unreadable and is retrained ({type(exc).__name__}: {first})",
+                      CacheWarning, 3)
+        shutil.rmtree(entry, ignore_errors=True)
+        return False
+    return True
+
+
 def load_or_train(
     teacher: torch.nn.Module,
     *,
@@ -67,39 +85,38 @@ def load_or_train(
     describe: dict[str, Any],
 ) -> dict[str, Any]:
     """Fill ``teacher`` with cached weights, training it with ``train_fn(teacher, work_dir)`` first
-    if no cache entry exists. Returns the cache metadata (with ``cached``: whether it was a hit)."""
+    if no cache entry exists. Returns the cache metadata (with ``cached``: whether it was a hit).
+
+    In a multi-process run rank 0 holds the lock and decides; on a miss every rank trains
+    (``train_fn`` is a distributed stage) and rank 0 writes the entry."""
     base = cache_dir / "teachers"
     base.mkdir(parents=True, exist_ok=True)
     entry = base / key
-    with FileLock(str(base / f"{key}.lock")):
-        if (entry / "meta.json").is_file() and (entry / "teacher.pth").is_file():
-            try:
-                state = torch.load(entry / "teacher.pth", map_location="cpu", weights_only=True)
-                meta = json.loads((entry / "meta.json").read_text())
-            except Exception as exc:  # unreadable: retrain rather than fail the run
-                warnings.warn(f"teacher cache entry {entry} is unreadable and is retrained "
-                              f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",
-                              CacheWarning, 2)
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                teacher.load_state_dict(state)
-                meta["cached"] = True
-                return meta
+    main = distributed.is_main_process()
+    with FileLock(str(base / f"{key}.lock")) if main else contextlib.nullcontext():
+        if distributed.broadcast_object(main and _readable_entry(entry)):
+            teacher.load_state_dict(torch.load(entry / "teacher.pth", map_location="cpu", weights_only=True))
+            meta = json.loads((entry / "meta.json").read_text())
+            meta["cached"] = True
+            return meta
         work = base / f"{key}.work"
         checkpoint.trust_directory(work)
         start = time.time()
         extra = train_fn(teacher, work) or {}
+        distributed.sync_buffers(teacher)  # every rank goes on with the teacher rank 0 stores
         seconds = time.time() - start
         meta = dict(describe, key=key, train_seconds=round(seconds, 2), created=time.time(), **extra)
-        tmp = entry / "teacher.pth.tmp"
-        try:
-            entry.mkdir(exist_ok=True)
-            torch.save({k: v.detach().cpu() for k, v in teacher.state_dict().items()}, tmp)
-            os.replace(tmp, entry / "teacher.pth")
-            atomic_write_text(entry / "meta.json", json.dumps(meta, indent=2, sort_keys=True, default=str))
-        except OSError as exc:  # e.g. a full disk: no meta.json, so the entry counts as missing
-            tmp.unlink(missing_ok=True)
-            raise RunFailure(f"cannot write the teacher cache entry {entry}: {exc.strerror or exc}") from exc
-        shutil.rmtree(work, ignore_errors=True)
+        if main:
+            tmp = entry / "teacher.pth.tmp"
+            try:
+                entry.mkdir(exist_ok=True)
+                torch.save({k: v.detach().cpu() for k, v in teacher.state_dict().items()}, tmp)
+                os.replace(tmp, entry / "teacher.pth")
+                atomic_write_text(entry / "meta.json", json.dumps(meta, indent=2, sort_keys=True, default=str))
+            except OSError as exc:  # e.g. a full disk: no meta.json, so the entry counts as missing
+                tmp.unlink(missing_ok=True)
+                raise RunFailure(f"cannot write the teacher cache entry {entry}: {exc.strerror or exc}") from exc
+            shutil.rmtree(work, ignore_errors=True)
+        distributed.barrier()
         meta["cached"] = False
         return meta

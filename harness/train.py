@@ -13,11 +13,11 @@ from typing import Any, Callable
 import torch
 from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.hooks import Hook
-from mmengine.model import BaseModel
+from mmengine.model import BaseDataPreprocessor, BaseModel, is_model_wrapper
 from mmengine.runner import Runner
 from torch import nn
 
-from harness import checkpoint
+from harness import checkpoint, distributed
 from harness.determinism import EpochSeedHook, set_deterministic
 from harness.errors import HarnessError
 from harness.guards import TERM_PREFIX, LossGuard
@@ -29,11 +29,34 @@ from harness.types import Stage, StepContext
 # --------------------------------------------------------------------------------------------
 
 
+class DevicePreprocessor(BaseDataPreprocessor):
+    """Moves a batch to the model's device with non-blocking copies (from pinned loader memory)
+    and, with ``channels_last``, gives 4-D float tensors the channels-last layout (CUDA convs)."""
+
+    def __init__(self, channels_last: bool = False):
+        super().__init__(non_blocking=True)
+        self.channels_last = channels_last
+
+    def cast_data(self, data):
+        data = super().cast_data(data)
+        if self.channels_last and torch.is_tensor(data) and data.dim() == 4 and data.is_floating_point():
+            return data.contiguous(memory_format=torch.channels_last)
+        return data
+
+
 class _LossModel(BaseModel):
     """Common parts: loss parsing that sums only ``loss`` and logs named terms."""
 
     #: set by :func:`run_stage`; stops training at the first NaN/Inf term (see harness/guards.py)
     loss_guard: LossGuard | None = None
+
+    def __init__(self):
+        super().__init__(data_preprocessor=DevicePreprocessor())
+
+    def use_channels_last(self) -> None:
+        """Channels-last weights and inputs (a speed-up for convolutions on CUDA)."""
+        self.to(memory_format=torch.channels_last)
+        self.data_preprocessor.channels_last = True
 
     def parse_losses(self, losses: dict[str, torch.Tensor]):
         total = losses["loss"]
@@ -140,7 +163,7 @@ class StrategyHook(Hook):
         for k, v in (outputs or {}).items():
             self.epoch_terms[k].append(float(v))
         if self.strategy is not None:
-            model = runner.model
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
             self.strategy.on_step_end(runner.iter, model.student, model.teacher)
 
     def after_train_epoch(self, runner) -> None:
@@ -154,7 +177,7 @@ class ProgressHook(Hook):
 
     def __init__(self, label: str, enabled: bool = True):
         self.label = label
-        self.enabled = enabled
+        self.enabled = enabled and distributed.is_main_process()
         self.tty = sys.stderr.isatty()
         self.start = 0.0
 
@@ -189,9 +212,11 @@ class DepthValMetric(BaseMetric):
     """Validation abs_rel / a1 on the network-resolution GT, logged every ``val_interval``."""
 
     default_prefix = "val"
+    KEYS = ("abs_rel", "rmse", "a1")
 
     def __init__(self, protocol):
-        super().__init__()
+        # "gpu" collects with all_gather_object (gloo on CPU too): no shared temp dir needed
+        super().__init__(collect_device="gpu")
         self.protocol = protocol
 
     def process(self, data_batch, data_samples) -> None:
@@ -200,15 +225,16 @@ class DepthValMetric(BaseMetric):
         pred = torch.stack([d["pred"] for d in data_samples]).float().cpu()
         gt = torch.stack([d["gt"] for d in data_samples]).float().cpu()
         m = compute_metrics(pred, gt, self.protocol)
-        keep = m["valid_px"] > 0
-        self.results.append({k: m[k][keep].tolist() for k in ("abs_rel", "rmse", "a1")})
+        # one entry per sample ({} without valid GT; not None, which mmengine's collect drops):
+        # the collect interleaves the ranks' entries back into dataset order and cuts the
+        # sampler's padding at the dataset size
+        for i in range(pred.shape[0]):
+            valid = bool(m["valid_px"][i] > 0)
+            self.results.append({k: float(m[k][i]) for k in self.KEYS} if valid else {})
 
     def compute_metrics(self, results) -> dict[str, float]:
-        out = {}
-        for k in ("abs_rel", "rmse", "a1"):
-            vals = [v for r in results for v in r[k]]
-            out[k] = sum(vals) / max(len(vals), 1)
-        return out
+        kept = [r for r in results if r]
+        return {k: sum(r[k] for r in kept) / max(len(kept), 1) for k in self.KEYS}
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,19 +284,30 @@ def run_stage(
     progress: bool = True,
     log_interval: int = 10,
     deterministic: bool = False,
+    launcher: str = "none",
+    dist_cfg: dict | None = None,
+    channels_last: bool = False,
 ) -> Runner:
-    """Train ``model`` for one stage with mmengine's Runner and return the Runner."""
+    """Train ``model`` for one stage with mmengine's Runner and return the Runner.
+
+    ``batch_size`` is per process: with ``launcher="pytorch"`` and N processes one optimiser
+    step sees N x ``batch_size`` samples (gradients are averaged over the ranks by DDP).
+    """
     checkpoint.install()
     checkpoint.trust_directory(work_dir)
     resume_from = checkpoint.resumable_checkpoint(work_dir) if resume else None
     model.loss_guard = guard = LossGuard(stage_label, work_dir)
-    iters_per_epoch = max(1, math.ceil(len(train_set) / batch_size))
+    settings = distributed.runner_settings(launcher, device, dist_cfg)
+    iters_per_epoch = max(1, math.ceil(len(train_set) / (batch_size * distributed.world_size())))
+    if channels_last and device.startswith("cuda"):
+        model.use_channels_last()
     optim_wrapper = build_optim_wrapper(model, schedule, lr, param_groups, device)
     val_interval = int(schedule.get("val_interval", epochs)) or epochs
     loader = dict(
         batch_size=batch_size,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        pin_memory=device.startswith("cuda"),
         collate_fn=dict(type="default_collate"),
     )
     runner = HarnessRunner(
@@ -295,12 +332,13 @@ def run_stage(
         ),
         custom_hooks=[EpochSeedHook(seed, stage_label), guard, *extra_hooks, ProgressHook(stage_label, enabled=progress)],
         randomness=dict(seed=seed, deterministic=deterministic, diff_rank_seed=False),
-        env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
+        env_cfg=settings["env_cfg"],
+        launcher=settings["launcher"],
         log_level="INFO",
         resume=resume_from is not None,
         load_from=None if resume_from is None else str(resume_from),
         default_scope=None,
-        cfg=dict(stage=stage_label, device=device),
+        cfg=dict(stage=stage_label, device=device, **settings["cfg_extra"]),
     )
     set_deterministic(deterministic)  # also undoes a previous deterministic stage of this process
     runner.train()
@@ -312,7 +350,10 @@ class HarnessRunner(Runner):
     only errors reach the terminal (the harness prints its own progress and summary)."""
 
     def save_checkpoint(self, out_dir, filename, *args, **kwargs):
-        """Checkpoints are written to a temp file and renamed: never half-written."""
+        """Checkpoints are written to a temp file and renamed: never half-written (rank 0 only,
+        like mmengine's own ``save_checkpoint``)."""
+        if not distributed.is_main_process():
+            return
         checkpoint.save_atomically(super().save_checkpoint, out_dir, filename, *args, **kwargs)
 
     def build_logger(self, log_level="INFO", log_file=None, **kwargs):
@@ -327,7 +368,8 @@ def build_optim_wrapper(model: nn.Module, schedule: dict, lr: float, param_group
     """Build the optimiser here (not from a config dict) so strategy param groups are kept.
 
     ``param_groups`` of ``None`` trains every parameter of ``model`` that requires grad.
-    Groups may carry their own ``lr``. ``schedule["amp"]`` enables mixed precision on CUDA.
+    Groups may carry their own ``lr``. ``schedule["amp"]`` (see :func:`amp_dtype`) trains with
+    mmengine's ``AmpOptimWrapper`` (autocast + loss scaling); it needs a CUDA device.
     """
     from mmengine.optim import AmpOptimWrapper, OptimWrapper
     from mmengine.registry import OPTIMIZERS
@@ -341,9 +383,27 @@ def build_optim_wrapper(model: nn.Module, schedule: dict, lr: float, param_group
     spec = dict(copy.deepcopy(schedule["optimizer"]), lr=lr)
     optimizer = OPTIMIZERS.build(dict(spec, params=groups))
     clip = dict(schedule["clip_grad"]) if schedule.get("clip_grad") else None
-    if schedule.get("amp") and device.startswith("cuda"):
-        return AmpOptimWrapper(optimizer=optimizer, clip_grad=clip, dtype="bfloat16")
-    return OptimWrapper(optimizer=optimizer, clip_grad=clip)
+    dtype = amp_dtype(schedule.get("amp"))
+    if dtype is None:
+        return OptimWrapper(optimizer=optimizer, clip_grad=clip)
+    if not device.startswith("cuda"):
+        raise HarnessError(f"config schedule.amp={schedule.get('amp')!r}: mixed precision needs --device cuda "
+                           f"(this run uses {device}); set schedule.amp=False")
+    return AmpOptimWrapper(optimizer=optimizer, clip_grad=clip, dtype=dtype)
+
+
+AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def amp_dtype(value) -> str | None:
+    """``schedule.amp``: False/None (fp32), True or ``"bf16"`` (bfloat16), ``"fp16"`` (float16)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return AMP_DTYPES["bf16"]
+    if isinstance(value, str) and value in AMP_DTYPES:
+        return AMP_DTYPES[value]
+    raise HarnessError(f"config schedule.amp={value!r}: must be False, True, 'bf16' or 'fp16'")
 
 
 def latest_checkpoint(work_dir: Path) -> Path | None:

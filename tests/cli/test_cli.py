@@ -33,8 +33,8 @@ def test_list(kind, expected):
     assert len(line.split()) >= 2  # name + description (or source)
 
 
-def _one_error_line(out, *fragments):
-    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+def _one_error_line(out, *fragments, code=2):
+    assert out.returncode == code, (out.returncode, out.stdout, out.stderr)
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("harness: error: ")
@@ -69,7 +69,8 @@ def test_missing_data_root(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_without_cuda(tmp_path, cache):
     _one_error_line(harness("run", "--method", "baseline", "--quick", "--device", "cuda", "--results", str(tmp_path),
-                            "--work-dir", str(tmp_path / "w"), env={"STEREODISTILL_CACHE": cache}), "--device cuda")
+                            "--work-dir", str(tmp_path / "w"), env={"STEREODISTILL_CACHE": cache}), "--device cuda",
+                    code=1)  # a runtime failure (the machine lacks a GPU), not a usage error
 
 
 def test_argparse_errors_are_one_line_exit_2():

@@ -3,6 +3,16 @@ seed = 0
 device = "auto"  # auto | cpu | cuda
 deterministic = False  # torch deterministic algorithms (see docs/reliability.md); CPU runs are bitwise
 # reproducible without it for a fixed thread count
+# Multi-process training (docs: README "Performance"): "none", or "pytorch" under torchrun
+# (set by --launcher); batch sizes are per process. gloo on CPU, NCCL on CUDA.
+launcher = "none"
+dist = dict(
+    find_unused_parameters=True,  # a strategy may leave parameters unused in a step (False: a bit faster)
+    sync_bn=None,  # "torch": SyncBatchNorm across ranks (CUDA only); None: per-rank BN statistics
+)
+channels_last = False  # CUDA only: channels-last weights and inputs (faster convolutions on tensor cores)
+# Mixed precision is schedule.amp (False | True = "bf16" | "fp16"), CUDA only. On CUDA the loaders
+# pin memory and batches are copied to the GPU with non-blocking copies.
 num_workers = 0  # data loader workers; 0 keeps runs deterministic and light on 2-core machines
 log_interval = 10
 progress = True
