@@ -6,6 +6,7 @@ traceback unless ``--debug``).
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import warnings
@@ -38,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", default=[], help="config overrides")
     run.add_argument("--work-dir", help="checkpoints and logs (default: work_dirs/<method>[-quick]/seed<N>)")
     run.add_argument("--results", default="results", help="directory for the result JSON (default: results/)")
-    run.add_argument("--seed", type=int)
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int)
+    seeds.add_argument("--seeds", type=_seed_list, metavar="S1,S2,...",
+                       help="run each seed in turn in this process (one result file per seed), e.g. 0,1,2")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"))
     run.add_argument("--quick", action="store_true", help="tiny smoke-test profile (< 1 min on 2 cores)")
     run.add_argument("--resume", action="store_true", help="continue from the work dir's last checkpoints")
@@ -120,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-depth", type=float, help="override the protocol's maximum depth / clamp (m)")
     ev.add_argument("--json", metavar="OUT", help="write the metrics, protocol and frame list to this JSON file")
     return p
+
+
+def _seed_list(text: str) -> list[int]:
+    """``--seeds 0,1,2``: distinct non-negative integers, in the order given."""
+    try:
+        seeds = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers (e.g. 0,1,2)") from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be distinct non-negative integers")
+    return seeds
 
 
 def _split_options(parser, required: bool = False) -> None:
@@ -211,13 +226,26 @@ def cmd_run(args) -> int:
         cfg.seed = args.seed
     if args.device:
         cfg.device = args.device
-    work_dir = Path(args.work_dir or Path("work_dirs") / f"{args.method}{'-quick' if args.quick else ''}" / f"seed{cfg.seed}")
-    results.check_writable_dir(work_dir, "--work-dir")
-    result, path = run(cfg, host, work_dir=work_dir, results_dir=results_dir, resume=args.resume)
-    m = result["metrics"]
-    line = " | ".join(f"{role} abs_rel {v['abs_rel']:.4f}" for role, v in m.items() if isinstance(v, dict) and "abs_rel" in v)
-    print(f"{args.method}: {line} ({result['timings']['total_s']:.0f}s) -> {path}")
+    seeds = args.seeds or [int(cfg.seed)]
+    work_dirs = {s: _work_dir(args, s, several=len(seeds) > 1) for s in seeds}
+    for work_dir in work_dirs.values():  # every seed's folders are checked before the first trains
+        results.check_writable_dir(work_dir, "--work-dir")
+    for seed, work_dir in work_dirs.items():
+        seed_cfg = copy.deepcopy(cfg)  # a run may fill in its config; each seed starts from the same one
+        seed_cfg.seed = seed
+        result, path = run(seed_cfg, host, work_dir=work_dir, results_dir=results_dir, resume=args.resume)
+        m = result["metrics"]
+        line = " | ".join(f"{role} abs_rel {v['abs_rel']:.4f}" for role, v in m.items() if isinstance(v, dict) and "abs_rel" in v)
+        print(f"{args.method} seed {seed}: {line} ({result['timings']['total_s']:.0f}s) -> {path}")
     return 0
+
+
+def _work_dir(args, seed: int, several: bool) -> Path:
+    """Default ``work_dirs/<method>[-quick]/seed<N>``; with several seeds an explicit
+    ``--work-dir`` gets one ``seed<N>`` folder per seed inside it."""
+    if args.work_dir:
+        return Path(args.work_dir) / f"seed{seed}" if several else Path(args.work_dir)
+    return Path("work_dirs") / f"{args.method}{'-quick' if args.quick else ''}" / f"seed{seed}"
 
 
 def _configure_robustness(cfg, args, options: list[str]) -> None:

@@ -101,26 +101,38 @@ def write_result(result: dict[str, Any], results_dir: str | os.PathLike) -> Path
     return path
 
 
-def load_results(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Load every ``*.json`` result under ``results_dir`` (not recursive); bad files are errors."""
+def load_results(results_dir: str | os.PathLike, on_bad=None) -> list[dict[str, Any]]:
+    """Load every ``*.json`` result under ``results_dir`` (not recursive). A file that is not a
+    readable result is an error, or, given ``on_bad(message)``, reported through it and skipped."""
     d = Path(results_dir)
     if not d.is_dir():
         raise HarnessError(f"option --results {d}: no such directory")
     out = []
     for path in sorted(d.glob("*.json")):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise HarnessError(f"{path}: not a readable result JSON ({exc})") from None
-        missing = [k for k in REQUIRED_KEYS if k not in data] if isinstance(data, dict) else list(REQUIRED_KEYS)
-        if missing:
-            raise HarnessError(f"{path}: not a stereodistill result (missing {', '.join(missing)})")
-        if data["schema_version"] != SCHEMA_VERSION:
-            raise HarnessError(f"{path}: result schema_version {data['schema_version']} is not supported "
-                               f"(this harness reads {SCHEMA_VERSION})")
-        data["_path"] = str(path)
-        out.append(data)
+            out.append(load_result(path))
+        except HarnessError as exc:
+            if on_bad is None:
+                raise
+            on_bad(str(exc))
     return out
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HarnessError(f"{path}: not a readable result JSON ({exc})") from None
+    missing = [k for k in REQUIRED_KEYS if k not in data] if isinstance(data, dict) else list(REQUIRED_KEYS)
+    if missing:
+        raise HarnessError(f"{path}: not a stereodistill result (missing {', '.join(missing)})")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise HarnessError(f"{path}: result schema_version {data['schema_version']} is not supported "
+                           f"(this harness reads {SCHEMA_VERSION})")
+    if not isinstance(data["protocol"], dict) or not isinstance(data["metrics"], dict):
+        raise HarnessError(f"{path}: not a stereodistill result (protocol and metrics must be objects)")
+    data["_path"] = str(path)
+    return data
 
 
 def package_versions() -> dict[str, str]:
