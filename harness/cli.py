@@ -58,13 +58,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="tabulate result files")
     lb.add_argument("--results", default="results")
-    lb.add_argument("--format", default="github", help="github | latex | csv")
+    lb.add_argument("--format", default="github", help="github | latex | csv | html (one static page, sortable)")
     lb.add_argument("--metric", default="abs_rel", help="metric to rank by (default abs_rel)")
+    lb.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
+    lb.add_argument("--no-cost", action="store_true",
+                    help="leave out the cost columns (parameters, FLOPs, latency, peak memory, teacher/student ratio)")
     lb.add_argument("--robustness", action="store_true",
                     help="the robustness table instead (DEE, mCE, mRR, CE per corruption, weather sets)")
     lb.add_argument("--robustness-reference", default="baseline", choices=("baseline", "robodepth_monodepth2"),
                     help="reference row of CE/mCE: the baseline results of the same protocol (default) or "
                     "RoboDepth's published MonoDepth2 table")
+
+    vis = sub.add_parser("visualize", help="pictures of the results: qualitative grid (input | GT | teacher | "
+                         "each method's student) and robustness bar charts")
+    vis.add_argument("--results", default="results", help="directory of result JSON files (default: results/)")
+    vis.add_argument("--out-dir", help="where the PNGs go (default: <results>/figures)")
+    vis.add_argument("--run", nargs="+", default=[], metavar="METHOD=WORK_DIR",
+                     help="work dir of a method's run when its result does not record one (or it moved)")
+    vis.add_argument("--methods", help="comma-separated methods, in column order (default: all)")
+    vis.add_argument("--seed", type=int, help="which seed's runs to show (default: each method's lowest)")
+    vis.add_argument("--protocol", help="protocol id to show (needed when the results hold several)")
+    vis.add_argument("--frames", type=int, default=3, help="test frames, evenly spaced over the split (default 3)")
+    vis.add_argument("--data-root", help="dataset root when the recorded one moved")
+    vis.add_argument("--only", choices=("qualitative", "robustness"), help="write only one kind of picture")
 
     data = sub.add_parser("data", help="data tools")
     dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -286,13 +302,60 @@ def resolve_profile(config: str | None) -> str | None:
 
 def cmd_leaderboard(args) -> int:
     from harness.leaderboard import render, render_robustness
+    from harness.results import atomic_write_text, load_results
+
+    def warn(message: str) -> None:
+        print(f"harness: warning: {message} (skipped)", file=sys.stderr)
+
+    results = load_results(args.results, on_bad=warn)
+    if args.robustness:
+        text = render_robustness(results, fmt=args.format, reference=args.robustness_reference)
+    else:
+        from harness.cost import result_cost_provider
+        from harness.report.paper import reported_numbers
+        from harness.teacher_cache import cache_root
+
+        catalog = _host().catalog
+        costs = None if args.no_cost else result_cost_provider(catalog, cache_root(None), warn)
+        text = render(results, fmt=args.format, metric=args.metric, costs=costs, papers=reported_numbers(catalog))
+    if args.out:
+        out = Path(args.out)
+        if not out.parent.is_dir():
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"option --out {out}: directory {out.parent} does not exist")
+        atomic_write_text(out, text)
+        print(f"wrote {args.format} leaderboard of {len(results)} result files to {out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_visualize(args) -> int:
+    from harness import visualize
+    from harness.errors import HarnessError
     from harness.results import load_results
 
-    if args.robustness:
-        sys.stdout.write(render_robustness(load_results(args.results), fmt=args.format,
-                                           reference=args.robustness_reference))
-        return 0
-    sys.stdout.write(render(load_results(args.results), fmt=args.format, metric=args.metric))
+    if args.frames < 1:
+        raise HarnessError(f"option --frames: must be >= 1, got {args.frames}")
+    work_dirs = visualize.parse_runs(args.run)
+    results = load_results(args.results, on_bad=lambda m: print(f"harness: warning: {m} (skipped)", file=sys.stderr))
+    if not results:
+        raise HarnessError(f"option --results {args.results}: no result files")
+    out_dir = Path(args.out_dir or Path(args.results) / "figures")
+    methods = [m for m in (args.methods or "").split(",") if m] or None
+    written = []
+    if args.only != "robustness":
+        runs = visualize.select_runs(results, seed=args.seed, protocol=args.protocol, methods=methods)
+        written.append(visualize.qualitative_grid(runs, _host().catalog, out_dir / "qualitative.png",
+                                                  frames=args.frames, work_dirs=work_dirs, data_root=args.data_root))
+    if args.only != "qualitative":
+        charts = visualize.robustness_charts([r for r in results if not methods or r["method"] in methods], out_dir)
+        if not charts and args.only == "robustness":
+            raise HarnessError("no result has robustness metrics: run `harness run --method NAME --eval-robustness`")
+        written += charts
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 
@@ -430,7 +493,8 @@ def cmd_eval(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "data": cmd_data, "eval": cmd_eval}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "visualize": cmd_visualize,
+            "data": cmd_data, "eval": cmd_eval}
 
 
 if __name__ == "__main__":

@@ -209,3 +209,25 @@ def format_count(n: float | None) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f}{unit}"
     return f"{n:.0f}"
+
+
+def result_cost_provider(catalog, cache_dir: Path | None, warn) -> "callable":
+    """``costs(result)`` for the leaderboard: the result's recorded ``cost`` when it has one,
+    otherwise measured (and cached) from its config; a model that cannot be built or run is
+    reported once through ``warn(message)`` and its cells stay missing."""
+    memo: dict[str, Any] = {}
+
+    def costs(result: dict[str, Any]) -> dict[str, Any] | None:
+        if isinstance(result.get("cost"), dict):
+            return result["cost"]
+        key = json.dumps([result.get("config", {}).get("student"), result.get("config", {}).get("teacher"),
+                          (result.get("protocol") or {}).get("resolution")], sort_keys=True, default=str)
+        if key not in memo:
+            try:
+                memo[key] = result_cost(result, catalog, cache_dir=cache_dir)
+            except Exception as exc:  # noqa: BLE001 - a plugin model may fail in any way; the table still renders
+                warn(f"{result.get('_path', result.get('method'))}: cost not measured ({type(exc).__name__}: {exc})")
+                memo[key] = None
+        return memo[key]
+
+    return costs

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from harness import checkpoint, precompute, results, robustness, teacher_cache
+from harness import checkpoint, cost, precompute, results, robustness, teacher_cache
 from harness.config import section
 from harness.errors import HarnessError
 from harness.evaluate import (
@@ -294,7 +294,9 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         "device": ctx.device,
         "timings": {k: round(v, 2) for k, v in ctx.timings.items()},
         "created": results.now_iso(),
+        "work_dir": str(Path(work_dir).resolve()),  # its stage checkpoints feed `harness visualize`
     }
+    result["cost"] = cost.result_cost(result, ctx.catalog, cache_dir=ctx.cache_dir)  # cached per model cfg
     if robustness_record is not None:
         result["robustness"] = robustness_record
     path = results.write_result(result, results_dir)

@@ -76,7 +76,8 @@ def format_count(n: float) -> str:
 
 
 def best_rows(table: Table, col: Column) -> set[int]:
-    """Indices of the student rows holding the best value of ``col`` as displayed (ties all win)."""
+    """Indices of the student rows holding the best value of ``col`` as displayed (ties all win,
+    unless every row ties)."""
     if col.better is None:
         return set()
     shown = {}
@@ -84,8 +85,8 @@ def best_rows(table: Table, col: Column) -> set[int]:
         if row.get("role") != "student" or mean_of(row["cells"].get(col.key)) is None:
             continue
         shown[i] = round(mean_of(row["cells"][col.key]), col.digits)  # compare what is displayed
-    if len(shown) < 2:
-        return set()
+    if len(set(shown.values())) < 2:
+        return set()  # one row, or all tied: nothing stands out
     best = min(shown.values()) if col.better == "lower" else max(shown.values())
     return {i for i, v in shown.items() if v == best}
 
@@ -141,14 +142,19 @@ def to_csv_rows(table: Table, header: list[str]) -> list[list[str]]:
         for c in table.columns:
             cell = r["cells"].get(c.key)
             if isinstance(cell, tuple):
-                values[c.key] = repr(float(cell[0]))
-                values[f"{c.key}_std"] = "" if cell[1] is None else repr(float(cell[1]))
-            elif isinstance(cell, float):
-                values[c.key] = repr(cell)
+                values[c.key] = _number(cell[0])
+                values[f"{c.key}_std"] = "" if cell[1] is None else _number(cell[1])
+            elif isinstance(cell, (int, float)):
+                values[c.key] = _number(cell)
             else:
                 values[c.key] = "" if cell is None else str(cell)
         rows.append([values.get(h, "") for h in header])
     return rows
+
+
+def _number(v: float) -> str:
+    v = round(float(v), 6)
+    return str(int(v)) if v.is_integer() and abs(v) >= 1 else repr(v)
 
 
 def to_csv(tables: list[Table], lead: tuple[str, ...] = ("protocol",)) -> str:
