@@ -13,8 +13,10 @@ _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em;color:#222;background:#fff}
 h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.05em;margin:1.8em 0 .4em;font-weight:600}
 p.meta,p.note{color:#555;font-size:.88em;margin:.3em 0}
-table{border-collapse:collapse;font-size:.88em;font-variant-numeric:tabular-nums}
-th,td{padding:.3em .7em;text-align:right;white-space:nowrap}
+div.wrap{overflow-x:auto}
+table{border-collapse:collapse;font-size:.8em;font-variant-numeric:tabular-nums}
+th,td{padding:.25em .45em;text-align:right;white-space:nowrap}
+span.sd{color:#777;font-size:.85em}
 th:first-child,td:first-child{text-align:left}
 thead th{border-top:2px solid #222;border-bottom:1px solid #222;cursor:pointer;user-select:none}
 thead th:hover{background:#eef}
@@ -75,14 +77,17 @@ def _table(t: Table) -> str:
         cells = []
         for c in t.columns:
             cell = row["cells"].get(c.key)
-            text = format_cell(cell, c, "html")
+            text = escape(format_cell(cell, c, "html"))
+            if c.kind == "stat" and isinstance(cell, tuple) and cell[1] is not None:  # the std in small grey
+                mean_text, _, std_text = text.partition(" ± ")
+                text = f'{mean_text}<span class="sd"> ± {std_text}</span>'
             value = mean_of(cell)
             sort_key = str(cell) if c.kind == "text" and cell is not None else ("" if value is None else repr(value))
             cls = " ".join(k for k, on in (("best", i in bold[c.key]), ("missing", cell is None)) if on)
             cls_attr = f' class="{cls}"' if cls else ""
-            cells.append(f'<td{cls_attr} data-v="{escape(sort_key)}">{escape(text)}</td>')
+            cells.append(f'<td{cls_attr} data-v="{escape(sort_key)}">{text}</td>')
         row_cls = "" if row.get("role") == "student" else ' class="ref"'
         body.append(f"<tr{row_cls}>{''.join(cells)}</tr>")
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in t.notes)
-    return (f'<h2 id="p-{escape(t.key)}">{escape(t.title)}</h2>\n<table class="lb" data-protocol="{escape(t.key)}">'
-            f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + f"\n</tbody></table>\n{notes}")
+    return (f'<h2 id="p-{escape(t.key)}">{escape(t.title)}</h2>\n<div class="wrap"><table class="lb" data-protocol="{escape(t.key)}">'
+            f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + f"\n</tbody></table></div>\n{notes}")
