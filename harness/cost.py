@@ -29,7 +29,7 @@ import statistics
 import time
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -102,6 +102,16 @@ def result_cost(result: dict[str, Any], catalog, *, cache_dir: Path | None = Non
         model_cfg = cfg.get(role)
         out[role] = model_cost(role, model_cfg, resolution, catalog, cache_dir=cache_dir) if model_cfg else None
     return out
+
+
+def recorded_cost(result: dict[str, Any], catalog, *, cache_dir: Path | None = None) -> dict[str, Any] | None:
+    """:func:`result_cost` for ``harness run`` to record: a model whose cost cannot be measured
+    must not fail a finished run, so any error gives None (the leaderboard then retries and
+    warns)."""
+    try:
+        return result_cost(result, catalog, cache_dir=cache_dir)
+    except Exception:  # noqa: BLE001 - plugin models may fail in any way on a synthetic batch
+        return None
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -201,24 +211,14 @@ class _Forward:
         return [*self.model.parameters(), *self.model.buffers(), *inputs]
 
 
-def format_count(n: float | None) -> str:
-    """``1234567`` -> ``1.23M`` (parameters, FLOPs)."""
-    if n is None:
-        return "–"
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return f"{n:.0f}"
-
-
-def result_cost_provider(catalog, cache_dir: Path | None, warn) -> "callable":
+def result_cost_provider(catalog, cache_dir: Path | None, warn) -> Callable[[dict], dict | None]:
     """``costs(result)`` for the leaderboard: the result's recorded ``cost`` when it has one,
     otherwise measured (and cached) from its config; a model that cannot be built or run is
     reported once through ``warn(message)`` and its cells stay missing."""
     memo: dict[str, Any] = {}
 
     def costs(result: dict[str, Any]) -> dict[str, Any] | None:
-        if isinstance(result.get("cost"), dict):
+        if isinstance(result.get("cost"), dict):  # recorded by `harness run`
             return result["cost"]
         key = json.dumps([result.get("config", {}).get("student"), result.get("config", {}).get("teacher"),
                           (result.get("protocol") or {}).get("resolution")], sort_keys=True, default=str)

@@ -296,7 +296,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         "created": results.now_iso(),
         "work_dir": str(Path(work_dir).resolve()),  # its stage checkpoints feed `harness visualize`
     }
-    result["cost"] = cost.result_cost(result, ctx.catalog, cache_dir=ctx.cache_dir)  # cached per model cfg
+    result["cost"] = cost.recorded_cost(result, ctx.catalog, cache_dir=ctx.cache_dir)  # cached per model cfg
     if robustness_record is not None:
         result["robustness"] = robustness_record
     path = results.write_result(result, results_dir)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.cost import count_flops, model_cost, peak_tensor_bytes, result_cost, result_cost_provider
+from harness.cost import (count_flops, model_cost, peak_tensor_bytes, recorded_cost, result_cost,
+                          result_cost_provider)
 from harness.errors import HarnessError
 
 
@@ -92,6 +93,13 @@ def test_result_cost_reads_config_and_resolution():
         result_cost({"config": {"student": {"type": "tiny"}}, "protocol": {}}, FakeCatalog())
     with pytest.raises(HarnessError, match="student.type is missing"):
         result_cost({"config": {"student": {"channels": 3}}, "protocol": {"resolution": [32, 32]}}, FakeCatalog())
+
+
+def test_a_run_records_none_when_cost_cannot_be_measured():
+    bad = {"config": {"student": {"type": "unknown_model"}}, "protocol": {"resolution": [32, 32]}}
+    assert recorded_cost(bad, FakeCatalog()) is None
+    good = {"config": {"student": {"type": "tiny"}}, "protocol": {"resolution": [32, 32]}}
+    assert recorded_cost(good, FakeCatalog())["student"]["params"] == 112
 
 
 def test_provider_prefers_recorded_cost_and_warns_once_on_failure():
