@@ -32,25 +32,31 @@ EVAL_KEYS = frozenset({"image", "depth_gt", "depth_gt_mask", "meta"})
 # --------------------------------------------------------------------------------------------
 # choosing runs
 # --------------------------------------------------------------------------------------------
+def frames_key(result: dict[str, Any]) -> str:
+    """What fixes the test frames a picture shows: dataset, split file hash and input resolution
+    (methods of one benchmark with different scaling policies differ in protocol id only)."""
+    p = result["protocol"]
+    return f"{p.get('dataset')}/{p.get('split')}@{str(p.get('split_hash'))[:8]}/{p.get('resolution')}"
+
+
 def select_runs(results: list[dict[str, Any]], *, seed: int | None = None, protocol: str | None = None,
                 methods: list[str] | None = None) -> list[dict[str, Any]]:
-    """One result per (method, profile) of one protocol: ``seed`` or each method's lowest seed."""
-    pids = Counter(r["protocol"].get("id") for r in results)
-    if protocol is None:
-        if len(pids) > 1:
-            raise HarnessError(f"option --protocol: the results hold {len(pids)} protocols "
-                               f"({', '.join(sorted(map(str, pids)))}); choose one")
-        protocol = next(iter(pids), None)
+    """One result per (method, profile) on one set of test frames: ``seed`` or each method's
+    lowest seed; ``protocol`` narrows to one protocol id."""
+    results = [r for r in results if (protocol is None or r["protocol"].get("id") == protocol)
+               and (seed is None or r["seed"] == seed) and (not methods or r["method"] in methods)]
+    if not results:
+        raise HarnessError("no result matches" + (f" protocol {protocol}" if protocol else "")
+                           + (f" seed {seed}" if seed is not None else "")
+                           + (f" methods {','.join(methods)}" if methods else ""))
+    frames = Counter(frames_key(r) for r in results)
+    if len(frames) > 1:
+        ids = sorted({r["protocol"].get("id") for r in results})
+        raise HarnessError(f"option --protocol: the results hold {len(frames)} test sets ({', '.join(sorted(frames))}); "
+                           f"choose a protocol id ({', '.join(map(str, ids))})")
     chosen: dict[tuple, dict] = {}
     for r in sorted(results, key=lambda r: (r["method"], r.get("profile", ""), r["seed"])):
-        if r["protocol"].get("id") != protocol or (seed is not None and r["seed"] != seed):
-            continue
-        if methods and r["method"] not in methods:
-            continue
         chosen.setdefault((r["method"], r.get("profile")), r)
-    if not chosen:
-        raise HarnessError(f"no result matches protocol {protocol}" + (f", seed {seed}" if seed is not None else "")
-                           + (f", methods {','.join(methods)}" if methods else ""))
     order = {m: i for i, m in enumerate(methods or [])}
     return sorted(chosen.values(), key=lambda r: (order.get(r["method"], len(order)), r["method"], r.get("profile", "")))
 
@@ -191,14 +197,14 @@ def qualitative_grid(runs: list[dict[str, Any]], catalog, out: Path, *, frames: 
     ds = build_test_set(runs[0], catalog, need, data_root)
     idx = np.unique(np.linspace(0, len(ds) - 1, num=min(frames, len(ds))).round().astype(int)).tolist()
     batch = torch.utils.data.default_collate([ds[i] for i in idx])
-    median = runs[0]["protocol"].get("scale") == "median"
     gt = batch["depth_gt"][:, 0].numpy()
     valid = batch["depth_gt_mask"][:, 0].numpy().astype(bool) & (gt > 0)
     columns = [("input", None), ("GT", gt)]
     with torch.no_grad():
         if teacher is not None:
             columns.append((f"teacher ({teacher[2]})", _to_gt_size(teacher[0](batch), gt, valid, False)))
-        for label, predict in students:
+        for (label, predict), r in zip(students, runs):
+            median = r["protocol"].get("scale") == "median"
             columns.append((label, _to_gt_size(predict(batch["image"]), gt, valid, median)))
     images = batch["image"].permute(0, 2, 3, 1).numpy().clip(0, 1)
     n, cols = len(idx), len(columns)

@@ -25,15 +25,19 @@ def test_colormap_is_perceptual_near_is_bright_invalid_is_black():
 
 
 def test_select_runs_one_per_method_and_protocol():
-    results = [fake_result("adu", 1, 0.1), fake_result("adu", 0, 0.1), fake_result("baseline", 2, 0.1),
-               fake_result("adu", 0, 0.1, pid="p2")]
-    with pytest.raises(HarnessError, match="option --protocol: the results hold 2 protocols"):
+    other_frames = fake_result("adu", 0, 0.1, pid="p2")
+    other_frames["protocol"]["resolution"] = [64, 192]
+    results = [fake_result("adu", 1, 0.1), fake_result("adu", 0, 0.1), fake_result("baseline", 2, 0.1), other_frames]
+    with pytest.raises(HarnessError, match="option --protocol: the results hold 2 test sets"):
         visualize.select_runs(results)
+    median = fake_result("ssmde", 0, 0.1, pid="p3")  # another scaling policy, the same test frames
+    median["protocol"]["scale"] = "median"
+    assert [r["method"] for r in visualize.select_runs([*results[:3], median])] == ["adu", "baseline", "ssmde"]
     runs = visualize.select_runs(results, protocol="p1")
     assert [(r["method"], r["seed"]) for r in runs] == [("adu", 0), ("baseline", 2)]  # lowest seed each
     runs = visualize.select_runs(results, protocol="p1", methods=["baseline", "adu"])
     assert [r["method"] for r in runs] == ["baseline", "adu"]  # column order as asked
-    with pytest.raises(HarnessError, match="seed 5"):
+    with pytest.raises(HarnessError, match="no result matches protocol p1 seed 5"):
         visualize.select_runs(results, protocol="p1", seed=5)
 
 
