@@ -221,7 +221,7 @@ def qualitative_grid(runs: list[dict[str, Any]], catalog, out: Path, *, frames: 
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(title, fontsize=9)
-    fig.suptitle(f"{runs[0]['protocol'].get('dataset')}/{runs[0]['protocol'].get('split')} test frames {idx}; "
+    fig.suptitle(f"{runs[0]['protocol'].get('dataset')}/{runs[0]['protocol'].get('split')} frames {idx}; "
                  "inverse depth, magma, near = bright", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
