@@ -7,6 +7,7 @@ disk); skipped files print ``harness: warning: ...``. docs/reliability.md lists 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import warnings
@@ -40,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", default=[], help="config overrides")
     run.add_argument("--work-dir", help="checkpoints and logs (default: work_dirs/<method>[-quick]/seed<N>)")
     run.add_argument("--results", default="results", help="directory for the result JSON (default: results/)")
-    run.add_argument("--seed", type=int)
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int)
+    seeds.add_argument("--seeds", type=_seed_list, metavar="S1,S2,...",
+                       help="run each seed in turn in this process (one result file per seed), e.g. 0,1,2")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"))
     run.add_argument("--launcher", choices=("none", "pytorch"), help="pytorch: one of several processes started "
                      "by torchrun (DDP; gloo on CPU, NCCL on CUDA; batch sizes are per process)")
@@ -60,13 +64,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="tabulate result files")
     lb.add_argument("--results", default="results")
-    lb.add_argument("--format", default="github", help="github | latex | csv")
+    lb.add_argument("--format", default="github", help="github | latex | csv | html (one static page, sortable)")
     lb.add_argument("--metric", default="abs_rel", help="metric to rank by (default abs_rel)")
+    lb.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
+    lb.add_argument("--no-cost", action="store_true",
+                    help="leave out the cost columns (parameters, FLOPs, latency, peak memory, teacher/student ratio)")
     lb.add_argument("--robustness", action="store_true",
                     help="the robustness table instead (DEE, mCE, mRR, CE per corruption, weather sets)")
     lb.add_argument("--robustness-reference", default="baseline", choices=("baseline", "robodepth_monodepth2"),
                     help="reference row of CE/mCE: the baseline results of the same protocol (default) or "
                     "RoboDepth's published MonoDepth2 table")
+
+    vis = sub.add_parser("visualize", help="pictures of the results: qualitative grid (input | GT | teacher | "
+                         "each method's student) and robustness bar charts")
+    vis.add_argument("--results", default="results", help="directory of result JSON files (default: results/)")
+    vis.add_argument("--out-dir", help="where the PNGs go (default: <results>/figures)")
+    vis.add_argument("--run", nargs="+", default=[], metavar="METHOD=WORK_DIR",
+                     help="work dir of a method's run when its result does not record one (or it moved)")
+    vis.add_argument("--methods", help="comma-separated methods, in column order (default: all)")
+    vis.add_argument("--seed", type=int, help="which seed's runs to show (default: each method's lowest)")
+    vis.add_argument("--protocol", help="protocol id to show (needed when the results hold several)")
+    vis.add_argument("--frames", type=int, default=3, help="test frames, evenly spaced over the split (default 3)")
+    vis.add_argument("--data-root", help="dataset root when the recorded one moved")
+    vis.add_argument("--only", choices=("qualitative", "robustness"), help="write only one kind of picture")
 
     data = sub.add_parser("data", help="data tools")
     dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -158,6 +178,17 @@ def _predict_export_parsers(sub) -> None:
     ex.add_argument("--format", required=True, choices=("torchscript", "onnx"))
     ex.add_argument("--out", required=True, metavar="FILE", help="output file (.pt / .onnx)")
     ex.add_argument("--runs", type=int, default=20, help="timed CPU runs for the median latency (default 20)")
+
+
+def _seed_list(text: str) -> list[int]:
+    """``--seeds 0,1,2``: distinct non-negative integers, in the order given."""
+    try:
+        seeds = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers (e.g. 0,1,2)") from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be distinct non-negative integers")
+    return seeds
 
 
 def _split_options(parser, required: bool = False) -> None:
@@ -275,15 +306,28 @@ def cmd_run(args) -> int:
         cfg.deterministic = True
     if args.launcher:
         cfg.launcher = args.launcher
-    work_dir = Path(args.work_dir or Path("work_dirs") / f"{args.method}{'-quick' if args.quick else ''}" / f"seed{cfg.seed}")
-    results.check_writable_dir(work_dir, "--work-dir")
-    result, path = run(cfg, host, work_dir=work_dir, results_dir=results_dir, resume=args.resume)
-    if path is None:  # not rank 0 of a multi-process run: rank 0 reports
-        return 0
-    m = result["metrics"]
-    line = " | ".join(f"{role} abs_rel {v['abs_rel']:.4f}" for role, v in m.items() if isinstance(v, dict) and "abs_rel" in v)
-    print(f"{args.method}: {line} ({result['timings']['total_s']:.0f}s) -> {path}")
+    seeds = args.seeds or [int(cfg.seed)]
+    work_dirs = {s: _work_dir(args, s, several=len(seeds) > 1) for s in seeds}
+    for work_dir in work_dirs.values():  # every seed's folders are checked before the first trains
+        results.check_writable_dir(work_dir, "--work-dir")
+    for seed, work_dir in work_dirs.items():
+        seed_cfg = copy.deepcopy(cfg)  # a run may fill in its config; each seed starts from the same one
+        seed_cfg.seed = seed
+        result, path = run(seed_cfg, host, work_dir=work_dir, results_dir=results_dir, resume=args.resume)
+        if path is None:  # not rank 0 of a multi-process run: rank 0 reports
+            continue
+        m = result["metrics"]
+        line = " | ".join(f"{role} abs_rel {v['abs_rel']:.4f}" for role, v in m.items() if isinstance(v, dict) and "abs_rel" in v)
+        print(f"{args.method} seed {seed}: {line} ({result['timings']['total_s']:.0f}s) -> {path}")
     return 0
+
+
+def _work_dir(args, seed: int, several: bool) -> Path:
+    """Default ``work_dirs/<method>[-quick]/seed<N>``; with several seeds an explicit
+    ``--work-dir`` gets one ``seed<N>`` folder per seed inside it."""
+    if args.work_dir:
+        return Path(args.work_dir) / f"seed{seed}" if several else Path(args.work_dir)
+    return Path("work_dirs") / f"{args.method}{'-quick' if args.quick else ''}" / f"seed{seed}"
 
 
 def _configure_robustness(cfg, args, options: list[str]) -> None:
@@ -324,13 +368,57 @@ def resolve_profile(config: str | None) -> str | None:
 
 def cmd_leaderboard(args) -> int:
     from harness.leaderboard import render, render_robustness
+    from harness.results import atomic_write_text, load_results
+
+    results = load_results(args.results)  # files that are not results: one warning line each
+    if args.robustness:
+        text = render_robustness(results, fmt=args.format, reference=args.robustness_reference)
+    else:
+        from harness.cost import result_cost_provider
+        from harness.report.paper import reported_numbers
+        from harness.teacher_cache import cache_root
+
+        catalog = _host().catalog
+        costs = None if args.no_cost else result_cost_provider(catalog, cache_root(None), warn)
+        text = render(results, fmt=args.format, metric=args.metric, costs=costs, papers=reported_numbers(catalog))
+    if args.out:
+        out = Path(args.out)
+        if not out.parent.is_dir():
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"option --out {out}: directory {out.parent} does not exist")
+        atomic_write_text(out, text)
+        print(f"wrote {args.format} leaderboard of {len(results)} result files to {out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_visualize(args) -> int:
+    from harness import visualize
+    from harness.errors import HarnessError
     from harness.results import load_results
 
-    if args.robustness:
-        sys.stdout.write(render_robustness(load_results(args.results), fmt=args.format,
-                                           reference=args.robustness_reference))
-        return 0
-    sys.stdout.write(render(load_results(args.results), fmt=args.format, metric=args.metric))
+    if args.frames < 1:
+        raise HarnessError(f"option --frames: must be >= 1, got {args.frames}")
+    work_dirs = visualize.parse_runs(args.run)
+    results = load_results(args.results)
+    if not results:
+        raise HarnessError(f"option --results {args.results}: no result files")
+    out_dir = Path(args.out_dir or Path(args.results) / "figures")
+    methods = [m for m in (args.methods or "").split(",") if m] or None
+    written = []
+    if args.only != "robustness":
+        runs = visualize.select_runs(results, seed=args.seed, protocol=args.protocol, methods=methods)
+        written.append(visualize.qualitative_grid(runs, _host().catalog, out_dir / "qualitative.png",
+                                                  frames=args.frames, work_dirs=work_dirs, data_root=args.data_root))
+    if args.only != "qualitative":
+        charts = visualize.robustness_charts([r for r in results if not methods or r["method"] in methods], out_dir)
+        if not charts and args.only == "robustness":
+            raise HarnessError("no result has robustness metrics: run `harness run --method NAME --eval-robustness`")
+        written += charts
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 
@@ -532,8 +620,8 @@ def cmd_export(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "data": cmd_data, "eval": cmd_eval}
-COMMANDS.update(predict=cmd_predict, export=cmd_export)  # issue 13
+COMMANDS = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "visualize": cmd_visualize,
+            "data": cmd_data, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export}
 
 
 if __name__ == "__main__":

@@ -1,29 +1,41 @@
 """Leaderboard tables built only from result files.
 
-Rows are methods (seeds aggregated as mean ± std with the seed count); tables are grouped by
-protocol id and results of different protocols are never ranked together. A missing value is
-shown as ``–`` and never averaged.
+Rows are (method, profile) pairs with their seeds aggregated as mean ± sample std and the seed
+count; tables are grouped by protocol id and results of different protocols are never ranked
+together. A missing value is shown as ``–`` and never averaged. Beside the metrics: the paper's
+reported number where its protocol id equals the table's (:mod:`harness.report.paper`) and cost
+columns (:mod:`harness.cost`) for every student and teacher row. Formats: github, latex
+(booktabs, best student value bold), csv (raw numbers, ``_std`` columns) and html
+(:mod:`harness.report.html`).
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections import defaultdict
-from typing import Any
-
-from tabulate import tabulate
+from typing import Any, Callable
 
 from harness.errors import HarnessError
+from harness.report.table import MISSING, Column, Table, to_csv, to_github, to_latex
 
-FORMATS = ("github", "latex", "csv")
+FORMATS = ("github", "latex", "csv", "html")
 COLUMNS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
-MISSING = "–"
 HIGHER_IS_BETTER = frozenset({"a1", "a2", "a3"})
+# cost columns: (key, header, kind, digits, record field, scale)
+COST_COLUMNS = (
+    ("params", "params", "count", 3, "params", 1.0),
+    ("gflops", "GFLOPs", "float", 2, "flops", 1e-9),
+    ("cpu_ms", "CPU ms", "float", 1, "latency_ms", 1.0),
+    ("gpu_ms", "GPU ms", "float", 2, "latency_gpu_ms", 1.0),
+    ("peak_mb", "peak MB", "float", 1, "peak_mem_mb", 1.0),
+    ("gpu_peak_mb", "GPU peak MB", "float", 1, "peak_mem_gpu_mb", 1.0),
+)
+OPTIONAL_COST = frozenset({"gpu_ms", "gpu_peak_mb"})  # shown only when some row was measured on a GPU
+
+CostFn = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 
 def aggregate(results: list[dict[str, Any]], metric: str) -> dict[str, list[dict[str, Any]]]:
-    """Group by protocol id, then by (method, profile); each row holds per-metric seed values.
+    """Group by protocol id, then by (label, profile); each row holds per-metric seed values.
 
     Besides the student rows, the teacher and mean-depth predictors of every run appear as
     reference rows (``<method>:teacher`` is merged into one ``teacher:<type>`` row).
@@ -41,26 +53,19 @@ def aggregate(results: list[dict[str, Any]], metric: str) -> dict[str, list[dict
             else:
                 label = role
             key = (label, r.get("profile", "?"))
-            row = groups[pid].setdefault(key, {"method": label, "profile": key[1], "seeds": {}, "role": role,
-                                                "protocol": r["protocol"]})
+            row = groups[pid].setdefault(key, {"method": label, "profile": key[1], "seeds": {}, "results": {},
+                                                "role": role, "protocol": r["protocol"]})
             # one value per seed: reference rows repeat across methods of the same seed
             row["seeds"].setdefault(r["seed"], values)
+            row["results"].setdefault(r["seed"], r)
     out = {}
     for pid, rows in groups.items():
         table = []
         for row in rows.values():
-            stats = {}
-            for col in set(COLUMNS) | {metric}:
-                vals = [v.get(col) for v in row["seeds"].values()]
-                if any(x is None or not isinstance(x, (int, float)) or not math.isfinite(x) for x in vals):
-                    stats[col] = None  # never average over a missing cell
-                    continue
-                mean = sum(vals) / len(vals)
-                std = math.sqrt(sum((x - mean) ** 2 for x in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-                stats[col] = (mean, std if len(vals) > 1 else None)
+            stats = {col: _mean_std([v.get(col) for v in row["seeds"].values()]) for col in set(COLUMNS) | {metric}}
             table.append(dict(row, stats=stats, n=len(row["seeds"])))
         lower = metric not in HIGHER_IS_BETTER
-        table.sort(key=lambda t: (t["role"] != "student", _sort_value(t["stats"].get(metric), lower)))
+        table.sort(key=lambda t: (t["role"] != "student", _sort_value(t["stats"].get(metric), lower), t["method"]))
         out[pid] = table
     return out
 
@@ -71,47 +76,87 @@ def _sort_value(stat, lower: bool) -> float:
     return stat[0] if lower else -stat[0]
 
 
-def render(results: list[dict[str, Any]], fmt: str = "github", metric: str = "abs_rel") -> str:
-    if fmt not in FORMATS:
-        raise HarnessError(f"option --format: {fmt!r} is not one of {', '.join(FORMATS)}")
+def build_tables(results: list[dict[str, Any]], metric: str = "abs_rel", costs: CostFn | None = None,
+                 papers: dict[str, list[dict]] | None = None) -> list[Table]:
+    """One :class:`Table` per protocol id. ``costs(result)`` gives ``{"student": {...},
+    "teacher": {...}}`` (no cost columns when None); ``papers`` maps method -> paper entries."""
+    from harness.report.paper import reported_for
+
     if not results:
         raise HarnessError("no result files found: run `harness run --method NAME` first")
     known = {k for r in results for v in r["metrics"].values() if isinstance(v, dict) for k in v}
     if metric not in known:
         raise HarnessError(f"option --metric: {metric!r} is not in the results (known: {', '.join(sorted(known))})")
-    columns = list(COLUMNS) if metric in COLUMNS else [metric, *COLUMNS]
-    parts = []
-    for pid, table in aggregate(results, metric).items():
-        proto = table[0]["protocol"]
-        header = ["method", "seeds", *columns]
-        rows = [[t["method"], t["n"], *(_cell(t["stats"].get(c), fmt) for c in columns)] for t in table]
-        title = (f"protocol {pid}: {proto.get('dataset')}/{proto.get('split')}, crop={proto.get('crop')}, "
-                 f"depth {proto.get('min_depth')}-{proto.get('max_depth')} m, scale={proto.get('scale')}, "
-                 f"input {proto.get('resolution')}, profile {table[0]['profile']}")
-        if fmt == "csv":
-            buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
-            w.writerow(["protocol", *header])
-            for row in rows:
-                w.writerow([pid, *row])
-            parts.append(buf.getvalue().rstrip("\n"))
-        else:
-            tablefmt = "github" if fmt == "github" else "latex_booktabs"
-            intro = f"**{title}**\n" if fmt == "github" else f"% {title}\n"
-            parts.append(intro + tabulate(rows, headers=header, tablefmt=tablefmt, disable_numparse=True))
-    return "\n\n".join(parts) + "\n"
+    metrics = list(COLUMNS) if metric in COLUMNS else [metric, *COLUMNS]
+    tables = []
+    for pid, rows in aggregate(results, metric).items():
+        reported = {t["method"]: reported_for(papers or {}, t["method"], pid) for t in rows if t["role"] == "student"}
+        paper_cols = [c for c in metrics if c == metric or any(c in rep for rep in reported.values())]
+        columns = [Column("method", "method", "text"), Column("profile", "profile", "text"),
+                   Column("seeds", "seeds", "int")]
+        columns += [Column(c, c, "stat", "higher" if c in HIGHER_IS_BETTER else "lower") for c in metrics]
+        columns += [Column(f"paper_{c}", f"{c} (paper)", "float") for c in paper_cols]
+        for t in rows:
+            t["cells"] = {"method": t["method"], "profile": t["profile"], "seeds": t["n"],
+                          **{c: t["stats"].get(c) for c in metrics},
+                          **{f"paper_{c}": reported.get(t["method"], {}).get(c) for c in paper_cols}}
+        if costs is not None:
+            columns += _cost_columns(rows, costs)
+        proto = rows[0]["protocol"]
+        title = (f"protocol {pid}: {proto.get('dataset')}/{proto.get('split')}, GT {proto.get('gt_source')}, "
+                 f"crop={proto.get('crop')}, depth {proto.get('min_depth')}-{proto.get('max_depth')} m, "
+                 f"scale={proto.get('scale')}, flip_pp={proto.get('flip_pp')}, input {proto.get('resolution')}")
+        notes = [f"ranked by {metric}; mean ± std over seeds; {MISSING} = missing, never averaged"]
+        if costs is not None:
+            notes.append("cost at batch 1 and the input resolution: FLOPs of one forward pass, median latency, "
+                         "peak tensor memory; T/S = teacher FLOPs / student FLOPs of the run's config")
+        tables.append(Table(key=pid, title=title, columns=columns, rows=rows, notes=notes))
+    return tables
 
 
-def _cell(stat, fmt: str) -> str:
-    if stat is None:
-        return MISSING
-    mean, std = stat
+def _cost_columns(rows: list[dict[str, Any]], costs: CostFn) -> list[Column]:
+    """Fill cost cells of ``rows`` (student and teacher rows) and return the cost columns."""
+    for t in rows:
+        first = t["results"][min(t["results"])]
+        record = costs(first) if t["role"] in ("student", "teacher") else None
+        own = (record or {}).get(t["role"]) or {}
+        for key, _, _, _, field, scale in COST_COLUMNS:
+            value = own.get(field)
+            t["cells"][key] = value * scale if isinstance(value, (int, float)) else None
+        teacher = (record or {}).get("teacher") or {}
+        ratio = None
+        if t["role"] == "student" and teacher.get("flops") and own.get("flops"):
+            ratio = teacher["flops"] / own["flops"]
+        t["cells"]["ts_flops"] = ratio
+    columns = [Column(key, header, kind, "lower", digits) for key, header, kind, digits, _, _ in COST_COLUMNS
+               if key not in OPTIONAL_COST or any(t["cells"][key] is not None for t in rows)]
+    return [*columns, Column("ts_flops", "T/S FLOPs", "ratio", None, 1)]
+
+
+def render(results: list[dict[str, Any]], fmt: str = "github", metric: str = "abs_rel",
+           costs: CostFn | None = None, papers: dict[str, list[dict]] | None = None) -> str:
+    if fmt not in FORMATS:
+        raise HarnessError(f"option --format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    tables = build_tables(results, metric, costs, papers)
     if fmt == "csv":
-        return f"{mean:.4f}" if std is None else f"{mean:.4f}±{std:.4f}"
-    if std is None:  # a single seed has no spread to show
-        return f"{mean:.3f}"
-    pm = "$\\pm$" if fmt == "latex" else "±"
-    return f"{mean:.3f} {pm} {std:.3f}"
+        return to_csv(tables)
+    if fmt == "html":
+        from harness.report.html import to_html
+
+        return to_html(tables, meta=f"Built by `harness leaderboard` from {len(results)} result files; "
+                                    f"{len(tables)} protocol group(s).")
+    write = to_github if fmt == "github" else to_latex
+    return "\n\n".join(write(t) for t in tables) + "\n"
+
+
+def _mean_std(vals: list) -> tuple[float, float | None] | None:
+    if not vals or any(v is None or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                       for v in vals):
+        return None  # never average over a missing cell
+    mean = sum(vals) / len(vals)
+    if len(vals) == 1:
+        return mean, None
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in vals) / (len(vals) - 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,15 +168,6 @@ ROBUSTNESS_SHORT = {
     "elastic_transform": "elast", "color_quant": "quant", "gaussian_noise": "gauss", "impulse_noise": "impul",
     "shot_noise": "shot", "iso_noise": "iso", "pixelate": "pixel", "jpeg_compression": "jpeg",
 }
-
-
-def _mean_std(vals: list) -> tuple[float, float | None] | None:
-    if not vals or any(v is None or not isinstance(v, (int, float)) or not math.isfinite(v) for v in vals):
-        return None  # never average over a missing cell
-    mean = sum(vals) / len(vals)
-    if len(vals) == 1:
-        return mean, None
-    return mean, math.sqrt(sum((x - mean) ** 2 for x in vals) / (len(vals) - 1))
 
 
 def robustness_tables(results: list[dict[str, Any]], reference: str = "baseline") -> dict[tuple, dict[str, Any]]:
@@ -208,40 +244,26 @@ def render_robustness(results: list[dict[str, Any]], fmt: str = "github", refere
     groups = robustness_tables(results, reference)
     if not groups:
         raise HarnessError("no result has robustness metrics: run `harness run --method NAME --eval-robustness`")
-    parts = []
+    tables = []
     for (pid, sid), g in groups.items():
         proto, spec = g["rows"][0]["protocol"], g["spec"]
-        header = ["method", "seeds", "clean DEE", "mDEE", "mCE %", "RmCE %", "mRR %",
-                  *(f"CE {ROBUSTNESS_SHORT[n]}" for n in g["names"]), *(f"{w} AbsRel" for w in g["weathers"])]
-        keys = ["clean DEE", "mDEE", "mCE", "RmCE", "mRR", *g["names"], *g["weathers"]]
-        digits = {"mCE": 2, "RmCE": 2, "mRR": 2}
-        rows = [[t["method"], t["n"], *(_rcell(t["stats"].get(k), fmt, digits.get(k, 3)) for k in keys)]
+        columns = [Column("method", "method", "text"), Column("seeds", "seeds", "int"), Column("clean DEE", "clean DEE", "stat", "lower"),
+                   Column("mDEE", "mDEE", "stat", "lower"), Column("mCE", "mCE %", "stat", "lower", 2),
+                   Column("RmCE", "RmCE %", "stat", "lower", 2), Column("mRR", "mRR %", "stat", "higher", 2),
+                   *(Column(n, f"CE {ROBUSTNESS_SHORT[n]}", "stat", "lower") for n in g["names"]),
+                   *(Column(w, f"{w} AbsRel", "stat", "lower") for w in g["weathers"])]
+        rows = [{"role": "student", "cells": dict(t["stats"], method=t["method"], seeds=t["n"])}
                 for t in g["rows"]]
         title = (f"robustness, protocol {pid} ({proto.get('dataset')}/{proto.get('split')}, input "
                  f"{proto.get('resolution')}), spec {sid}: {len(spec.get('conditions', []))} conditions, "
                  f"{spec.get('frames')} frames, corruption seed {spec.get('seed')}, {spec.get('dee')}, "
                  f"CE reference {reference}, profile {g['rows'][0]['profile']}")
-        if fmt == "csv":
-            buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
-            w.writerow(["protocol", "spec", *header])
-            for row in rows:
-                w.writerow([pid, sid, *row])
-            parts.append(buf.getvalue().rstrip("\n"))
-        else:
-            tablefmt = "github" if fmt == "github" else "latex_booktabs"
-            intro = f"**{title}**\n" if fmt == "github" else f"% {title}\n"
-            parts.append(intro + tabulate(rows, headers=header, tablefmt=tablefmt, disable_numparse=True))
-    return "\n\n".join(parts) + "\n"
-
-
-def _rcell(stat, fmt: str, digits: int) -> str:
-    if stat is None:
-        return MISSING
-    mean, std = stat
+        tables.append(Table(key=f"{pid}/{sid}", title=title, columns=columns, rows=rows))
     if fmt == "csv":
-        return f"{mean:.{digits + 1}f}" if std is None else f"{mean:.{digits + 1}f}±{std:.{digits + 1}f}"
-    if std is None:
-        return f"{mean:.{digits}f}"
-    pm = "$\\pm$" if fmt == "latex" else "±"
-    return f"{mean:.{digits}f} {pm} {std:.{digits}f}"
+        return to_csv(tables, lead=("protocol", "spec"))
+    if fmt == "html":
+        from harness.report.html import to_html
+
+        return to_html(tables, title="stereodistill robustness leaderboard")
+    write = to_github if fmt == "github" else to_latex
+    return "\n\n".join(write(t) for t in tables) + "\n"

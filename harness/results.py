@@ -27,6 +27,9 @@ A result is one JSON file per run (``schema_version`` 1)::
         "per_rank": [{"peak_rss_mb": .., ...}, ...]   # only in multi-process runs
       },
       "created": "<ISO 8601 UTC>",
+      "work_dir": "<absolute path of the run's work dir (stage checkpoints)>",
+      "cost": {"student": {...}, "teacher": {...} | null},   # harness/cost.py: params, flops,
+                                       # latency_ms, peak_mem_mb (+ latency_gpu_ms, peak_mem_gpu_mb)
       "robustness": {...}              # only with --eval-robustness / a *-c dataset, see below
     }
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from harness import checkpoint, distributed, precompute, resources, results, robustness, teacher_cache
+from harness import checkpoint, cost, distributed, precompute, resources, results, robustness, teacher_cache
 from harness.config import section
 from harness.determinism import derived_seed, seed_everything
 from harness.errors import EnvironmentFailure, HarnessError
@@ -339,7 +339,9 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         "timings": {k: round(v, 2) for k, v in ctx.timings.items()},
         "resources": _resources_record(ctx),
         "created": results.now_iso(),
+        "work_dir": str(Path(work_dir).resolve()),  # its stage checkpoints feed `harness visualize`
     }
+    result["cost"] = cost.recorded_cost(result, ctx.catalog, cache_dir=ctx.cache_dir)  # cached per model cfg
     if robustness_record is not None:
         result["robustness"] = robustness_record
     if not distributed.is_main_process():

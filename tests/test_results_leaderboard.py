@@ -69,7 +69,7 @@ def test_formats(tmp_path):
     res = load_results(tmp_path)
     assert "\\toprule" in render(res, "latex")
     csv_text = render(res, "csv")
-    assert csv_text.splitlines()[0].startswith("protocol,method,seeds,abs_rel")
+    assert csv_text.splitlines()[0].startswith("protocol,method,profile,seeds,abs_rel,abs_rel_std")
     with pytest.raises(HarnessError, match="option --format"):
         render(res, "html5")
     with pytest.raises(HarnessError, match="option --metric"):

@@ -124,5 +124,5 @@ def test_registration_config_and_paper():
     assert method.pop("type") == "ssmde"
     SSMDEStrategy(**method)  # every config key is an accepted option
     paper = json.loads(Path(entry.extra["paper"]).read_text())
-    kitti, nyu = paper["results"]["kitti"], paper["results"]["nyu"]
+    kitti, nyu = paper["results"]["kitti"]["metrics"], paper["results"]["nyu"]["metrics"]
     assert (kitti["a1"], kitti["abs_rel"], nyu["a1"], nyu["abs_rel"]) == (0.87, 0.111, 0.89, 0.102)

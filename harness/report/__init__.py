@@ -1,0 +1,1 @@
+"""Leaderboard building blocks: table formats, the HTML page, papers' reported numbers."""
