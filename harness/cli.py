@@ -379,6 +379,9 @@ def cmd_leaderboard(args) -> int:
         from harness.teacher_cache import cache_root
 
         catalog = _host().catalog
+        def warn(message: str) -> None:
+            print(f"harness: warning: {message}", file=sys.stderr)
+
         costs = None if args.no_cost else result_cost_provider(catalog, cache_root(None), warn)
         text = render(results, fmt=args.format, metric=args.metric, costs=costs, papers=reported_numbers(catalog))
     if args.out:
