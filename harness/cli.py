@@ -318,7 +318,8 @@ def cmd_run(args) -> int:
             continue
         m = result["metrics"]
         line = " | ".join(f"{role} abs_rel {v['abs_rel']:.4f}" for role, v in m.items() if isinstance(v, dict) and "abs_rel" in v)
-        print(f"{args.method} seed {seed}: {line} ({result['timings']['total_s']:.0f}s) -> {path}")
+        label = f"{args.method} seed {seed}" if len(seeds) > 1 else args.method
+        print(f"{label}: {line} ({result['timings']['total_s']:.0f}s) -> {path}")
     return 0
 
 

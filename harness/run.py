@@ -16,7 +16,7 @@ from mmengine.config import Config
 from harness import checkpoint, cost, distributed, precompute, resources, results, robustness, teacher_cache
 from harness.config import section
 from harness.determinism import derived_seed, seed_everything
-from harness.errors import EnvironmentFailure, HarnessError
+from harness.errors import EnvironmentFailure, HarnessError, RunFailure
 from harness.evaluate import (
     MetricAccumulator,
     Protocol,
@@ -361,7 +361,10 @@ def write_run_record(work_dir: Path, cfg: Config, *, method: str, student: str, 
     work_dir.mkdir(parents=True, exist_ok=True)
     record = {"method": method, "student": student, "stages": [s.name for s in stages], "config": cfg.to_dict()}
     path = work_dir / RUN_RECORD
-    results.atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str))
+    try:
+        results.atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str))
+    except OSError as exc:  # e.g. a full disk, before any training
+        raise RunFailure(f"cannot write the run record {path}: {exc.strerror or exc}") from exc
     return path
 
 

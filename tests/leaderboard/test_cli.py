@@ -20,7 +20,7 @@ def test_corrupt_and_foreign_json_are_skipped_with_one_warning_each(tmp_path, ca
     assert cli.main(["leaderboard", "--results", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     warnings = [ln for ln in captured.err.splitlines() if ln.strip()]
-    assert len(warnings) == 3 and all(w.startswith("harness: warning: ") and w.endswith("(skipped)") for w in warnings)
+    assert len(warnings) == 3 and all(w.startswith("harness: warning: ") and w.endswith("; skipped") for w in warnings)
     assert any("corrupt.json: not a readable result JSON" in w for w in warnings)
     assert any("foreign.json: not a stereodistill result" in w for w in warnings)
     assert "| adu " in captured.out and "Traceback" not in captured.err
