@@ -11,6 +11,8 @@ import types
 import numpy as np
 import pytest
 
+import harness.run  # noqa: F401 (monkeypatched)
+
 from harness import results
 from harness.errors import RunFailure
 from tests.data_real import fixtures
@@ -152,10 +154,11 @@ def test_disk_full_while_writing_a_result_keeps_the_old_file(tmp_path, full_disk
 @pytest.mark.slow
 def test_disk_full_at_the_end_of_a_run_is_one_line_exit_1(capsys, tmp_path, monkeypatch, full_disk, sample_plugins):
     monkeypatch.setenv("STEREODISTILL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(harness.run, "write_run_record", lambda *a, **k: None)  # the disk fills up later
     res = tmp_path / "results"
     line = error_line(run_cli(capsys, "run", "--method", "noisy", "--quick", "--results", res, "--work-dir",
                               tmp_path / "w", "--cfg-options", "evaluate.teacher=False", "evaluate.mean_depth=False",
-                              "progress=False"), 1, "cannot write", "No space left on device")
+                              "progress=False"), 1, "cannot write result", "No space left on device")
     assert str(res / "noisy__synth__quick__seed0.json") in line
     assert list(res.iterdir()) == []
 
@@ -165,3 +168,12 @@ def test_an_os_error_mid_command_is_one_line_exit_1(capsys, tmp_path):
     blocker.write_text("x")
     error_line(run_cli(capsys, "data", "synth", "--out", blocker / "synth", "--frames", "1", "--height", "32",
                        "--width", "32"), 1, str(blocker / "synth"), "Not a directory")
+
+
+@pytest.mark.slow
+def test_disk_full_before_training_names_the_run_record(capsys, tmp_path, monkeypatch, full_disk, sample_plugins):
+    monkeypatch.setenv("STEREODISTILL_CACHE", str(tmp_path / "cache"))
+    line = error_line(run_cli(capsys, "run", "--method", "noisy", "--quick", "--results", tmp_path / "results",
+                              "--work-dir", tmp_path / "w", "--cfg-options", "progress=False"),
+                      1, "cannot write the run record", "No space left on device")
+    assert str(tmp_path / "w" / "run_config.json") in line
