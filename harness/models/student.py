@@ -12,6 +12,8 @@ methods need without being forked (``../shared/METHODS.md`` sections 1.4, 2.3, 4
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import torch
@@ -46,6 +48,10 @@ class MonoStudent(nn.Module):
         min_depth, max_depth: range of :func:`~harness.models.blocks.disp_to_depth`.
         scales: disparity-head scales (0 = full resolution ... 4 = 1/16).
         in_channels: input channels (3 for RGB).
+        init_disp: None (default initialisation) or the sigmoid output the disparity heads start
+            from (their bias is set to ``logit(init_disp)``, weights unchanged). Photometric
+            self-supervision from scratch needs a start inside the image: the default start
+            (sigmoid 0.5, depth 0.2 m) asks for disparities wider than the image.
 
     Input height and width must be divisible by 32 and at least 64. Inputs are ``[0, 1]``
     images; the network normalises them itself (Monodepth2's ``(x - 0.45) / 0.225``).
@@ -53,8 +59,10 @@ class MonoStudent(nn.Module):
 
     def __init__(self, num_layers: int = 18, base_width: int = 64, min_depth: float = 0.1,
                  max_depth: float = 100.0, scales: tuple[int, ...] = (0, 1, 2, 3),
-                 in_channels: int = 3) -> None:
+                 in_channels: int = 3, init_disp: float | None = None) -> None:
         super().__init__()
+        if init_disp is not None and not 0 < init_disp < 1:
+            raise ValueError(f"init_disp must be None or in (0, 1), got {init_disp}")
         if not 0 < min_depth < max_depth:
             raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
         scales = tuple(sorted(set(int(s) for s in scales)))
@@ -86,6 +94,9 @@ class MonoStudent(nn.Module):
         self.disp_heads = nn.ModuleDict(
             {str(i): ReflectConv3x3(self.dec_channels[2**i], 1) for i in scales}
         )
+        if init_disp is not None:
+            for head in self.disp_heads.values():
+                nn.init.constant_(head.conv.bias, math.log(init_disp / (1.0 - init_disp)))
 
     # ------------------------------------------------------------------ introspection
     def feature_specs(self) -> list[FeatureSpec]:

@@ -1,6 +1,8 @@
 """MonoStudent: shapes, feature specs, depth range, conditioning, parameter counts."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -175,3 +177,19 @@ def test_parameter_counts():
 def test_rejects_unknown_depth():
     with pytest.raises(ValueError, match="num_layers"):
         MonoStudent(num_layers=50)
+
+
+def test_init_disp_sets_the_starting_sigmoid_only(image):
+    torch.manual_seed(0)
+    default = MonoStudent(base_width=8)
+    torch.manual_seed(0)
+    low = MonoStudent(base_width=8, init_disp=0.03)
+    # everything but the heads' biases is the default initialisation
+    d, lo = default.state_dict(), low.state_dict()
+    assert [k for k in d if not torch.equal(d[k], lo[k])] == [f"disp_heads.{i}.conv.bias" for i in low.scales]
+    out, ref = low.eval()(image).disp, default.eval()(image).disp
+    for i in low.scales:
+        assert 0.01 < out[i].median().item() < 0.1 < 0.3 < ref[i].median().item()
+        assert low.disp_heads[str(i)].conv.bias.item() == pytest.approx(math.log(0.03 / 0.97))
+    with pytest.raises(ValueError, match="init_disp"):
+        MonoStudent(base_width=8, init_disp=1.0)
