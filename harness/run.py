@@ -208,6 +208,7 @@ def check_needs(owner: str, model, needs: Needs) -> None:
 def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, resume: bool = False) -> tuple[dict, Path]:
     """Run one method end to end and write its result file; returns (result, path)."""
     started = time.time()
+    commit = results.git_commit()  # the code that runs: read before training, not when the file is written
     ctx = RunContext(cfg, host, work_dir=work_dir, resume=resume)
     distributed.init(ctx.launcher, ctx.device)
     resources.reset_peaks(ctx.device)
@@ -334,7 +335,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         ),
         "config": cfg.to_dict(),
         "versions": results.package_versions(),
-        "git_commit": results.git_commit(),
+        "git_commit": commit,
         "device": ctx.device,
         "timings": {k: round(v, 2) for k, v in ctx.timings.items()},
         "resources": _resources_record(ctx),
