@@ -1,6 +1,4 @@
 """A sample third-party-style method plugin used by the tests (registers ``sample``)."""
-import torch
-
 from harness import LossDict, Strategy, hookimpl
 
 

@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 
 import stereodistill_plugins.selective as plugin
-from harness import DepthOutput, HarnessError, StepContext
+from harness import HarnessError, StepContext
 from harness.models.sgbm import SGBMTeacher
 from harness.models.stereo_teacher import StereoTeacher
 from harness.models.student import MonoStudent

@@ -1,7 +1,6 @@
 """harness.export: the student alone, checked against the eager model, with its report."""
 import sys
 
-import numpy as np
 import pytest
 import torch
 
