@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "each method's student) and robustness bar charts")
     vis.add_argument("--results", default="results", help="directory of result JSON files (default: results/)")
     vis.add_argument("--out-dir", help="where the PNGs go (default: <results>/figures)")
-    vis.add_argument("--run", nargs="+", default=[], metavar="METHOD=WORK_DIR",
-                     help="work dir of a method's run when its result does not record one (or it moved)")
+    vis.add_argument("--run", nargs="+", default=[], metavar="METHOD[:PROFILE]=WORK_DIR",
+                     help="work dir of a run whose result records none (or whose folder moved); METHOD:PROFILE=DIR for one profile")
     vis.add_argument("--methods", help="comma-separated methods, in column order (default: all)")
     vis.add_argument("--seed", type=int, help="which seed's runs to show (default: each method's lowest)")
     vis.add_argument("--protocol", help="protocol id to show (needed when the results hold several)")

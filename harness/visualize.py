@@ -87,13 +87,16 @@ def stage_checkpoint(work_dir: Path, stage_names: list[str]) -> Path:
 
 
 def run_work_dir(result: dict[str, Any], given: dict[str, Path]) -> Path:
-    """``--run METHOD=DIR``, else the recorded ``work_dir``, else the CLI's default
-    ``work_dirs/<method>[-quick]/seed<N>`` (results written before ``work_dir`` was recorded)."""
+    """The recorded ``work_dir`` when it exists, else ``--run METHOD:PROFILE=DIR``, else
+    ``--run METHOD=DIR``, else the CLI's default ``work_dirs/<method>[-quick]/seed<N>`` (results
+    written before ``work_dir`` was recorded). The recorded folder wins: ``--run METHOD=DIR`` must
+    not hand one profile's checkpoint to another profile of the same method."""
     method = result["method"]
-    if method in given:
-        return given[method]
     if result.get("work_dir") and Path(result["work_dir"]).is_dir():
         return Path(result["work_dir"])
+    for key in (f"{method}:{result.get('profile')}", method):
+        if key in given:
+            return given[key]
     default = Path("work_dirs") / f"{method}{'-quick' if result.get('profile') == 'quick' else ''}" / f"seed{result['seed']}"
     if default.is_dir():
         return default
@@ -296,7 +299,7 @@ def robustness_charts(results: list[dict[str, Any]], out_dir: Path) -> list[Path
 
 
 def parse_runs(items: list[str]) -> dict[str, Path]:
-    """``--run METHOD=WORK_DIR`` items."""
+    """``--run METHOD[:PROFILE]=WORK_DIR`` items."""
     out = {}
     for item in items:
         method, sep, path = item.partition("=")

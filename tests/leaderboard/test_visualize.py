@@ -114,3 +114,15 @@ def test_seeds_leaderboard_files_and_pictures_end_to_end(tmp_path):
 
     img = matplotlib.image.imread(tmp_path / "fig" / "qualitative.png")
     assert img.shape[0] > 100 and img.shape[1] > 4 * img.shape[0] / 2  # 2 rows, 4 columns
+
+
+def test_recorded_work_dir_wins_and_profile_specific_run_option(tmp_path):
+    recorded, other, specific = (tmp_path / n for n in ("recorded", "other", "specific"))
+    for d in (recorded, other, specific):
+        d.mkdir()
+    r = dict(fake_result("baseline", 0, 0.1), work_dir=str(recorded), profile="synth_small_stereo")
+    # --run baseline=... must not hand the GT baseline's checkpoint to the stereo profile
+    assert visualize.run_work_dir(r, {"baseline": other}) == recorded
+    moved = dict(r, work_dir=str(tmp_path / "gone"))
+    assert visualize.run_work_dir(moved, {"baseline": other, "baseline:synth_small_stereo": specific}) == specific
+    assert visualize.run_work_dir(moved, {"baseline": other}) == other
