@@ -63,7 +63,7 @@ def _reduce(x: Tensor, mask: Tensor | None, reduction: str) -> Tensor:
 # --------------------------------------------------------------------------------------------
 def box_mean(t: Tensor, window: int) -> Tensor:
     """Unpadded ``window x window`` mean filter (= ``avg_pool2d(t, window, stride=1)``) as two
-    depthwise 1-D convolutions: 2-4x faster than ``avg_pool2d`` on the CPU, forward + backward."""
+    depthwise 1-D convolutions (forward + backward on the CPU: 1.7x faster at 7x7, equal at 3x3)."""
     c = t.shape[1]
     k = t.new_full((c, 1, window, 1), 1.0 / window)
     return F.conv2d(F.conv2d(t, k, groups=c), k.transpose(2, 3), groups=c)
