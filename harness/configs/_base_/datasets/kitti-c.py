@@ -5,19 +5,9 @@
 # used for the clean condition).
 _base_ = ["kitti.py"]
 data = dict(dataset="kitti-c")
+# the other evaluate.robustness keys keep harness.robustness.DEFAULTS
 evaluate = dict(
     robustness=dict(
         enabled=True,
-        corruptions="all",
-        severities=[1, 2, 3, 4, 5],
-        seed=0,
-        max_frames=None,
-        corrupt_size=None,
-        per_severity_draws=False,
-        corrupted_root=None,
-        weather="auto",
-        dee="dee2",
-        round_digits=3,
-        reference="baseline",
     )
 )
