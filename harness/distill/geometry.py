@@ -141,6 +141,28 @@ def disp_px_to_depth(disp_px: Tensor, fx: Tensor | float, baseline: Tensor | flo
 # --------------------------------------------------------------------------------------------
 # Projective geometry
 # --------------------------------------------------------------------------------------------
+def focal_baseline(batch: dict, baseline_norm: float | None = None, eval_baseline: float = 0.54,
+                   rtol: float = 0.01, owner: str = "method") -> Tensor:
+    """``fx * b`` per sample (``B x 1 x 1 x 1``, the image's dtype) of a stereo batch.
+
+    ``baseline_norm`` set: Monodepth2's normalised baseline replaces the batch's metric one (a
+    depth learnt with it is metric after ``* eval_baseline / baseline_norm``, the stereo factor);
+    the batch baseline must then equal ``eval_baseline`` within ``rtol``, or the factor would be
+    wrong (:class:`~harness.errors.HarnessError` naming ``owner``).
+    """
+    from harness.errors import HarnessError
+
+    fx = batch["K"][:, 0, 0].to(batch["image"].dtype)
+    base = torch.as_tensor(batch["baseline"], device=fx.device).to(fx.dtype).reshape(-1)
+    if baseline_norm is not None:
+        if bool(((base - eval_baseline).abs() > rtol * eval_baseline).any()):
+            raise HarnessError(f"{owner}: the batch stereo baseline {base.tolist()} differs from "
+                               f"method.eval_baseline={eval_baseline}, so the stereo factor would be "
+                               f"wrong; set method.eval_baseline to the data's baseline")
+        base = torch.full_like(base, baseline_norm)
+    return (fx * base).view(-1, 1, 1, 1)
+
+
 def backproject(depth: Tensor, K_inv: Tensor) -> Tensor:
     """Camera-frame 3-D points ``X = D(u, v) * K^-1 (u, v, 1)^T`` as ``B x 3 x H x W``."""
     b, _, h, w = depth.shape

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import HarnessError, LossDict, Needs, StepContext, Strategy
-from harness.distill.geometry import warp_stereo
+from harness.distill.geometry import focal_baseline, warp_stereo
 from harness.distill.losses import photometric_error, silog, smoothness
 
 SUPERVISION_KEYS = {
@@ -78,13 +78,7 @@ class BaselineStrategy(Strategy):
 
     def _stereo_terms(self, batch, out, depths):
         img, right = batch["image"], batch["image_right"]
-        base = torch.as_tensor(batch["baseline"], device=img.device).to(img.dtype).reshape(-1)
-        if self.baseline_norm is not None:
-            if ((base - self.eval_baseline).abs() > 1e-3 * self.eval_baseline).any():
-                raise HarnessError(f"baseline: the batch stereo baseline {base.tolist()} differs from "
-                                   f"method.eval_baseline={self.eval_baseline}; set it to the data's baseline")
-            base = torch.full_like(base, self.baseline_norm)
-        fx_b = (batch["K"][:, 0, 0].to(img.dtype) * base).view(-1, 1, 1, 1)
+        fx_b = focal_baseline(batch, self.baseline_norm, self.eval_baseline, rtol=1e-3, owner="baseline")
         # a mirrored (not swapped) sample has its right view on the other side: flip the warp
         meta = batch["meta"]
         mirrored_only = meta["flipped"].bool() & ~meta["swapped"].bool()

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harness import DepthOutput, HarnessError, LossDict, Needs, StepContext, Strategy
-from harness.distill.geometry import warp_stereo
+from harness.distill.geometry import focal_baseline, warp_stereo
 from harness.distill.losses import bce, feature_distance, masked_mean, min_reprojection, photometric_error, smoothness
 
 from .modules import FeatureAdapter, MaskDecoder, forward_with_masks, has_shared_encoder
@@ -418,16 +418,7 @@ class SelectiveStrategy(Strategy):
 
     def focal_baseline(self, batch: dict[str, Any]) -> Tensor:
         """``fx * b`` per sample (``B x 1 x 1 x 1``); ``b`` = ``baseline_norm`` when set."""
-        fx = batch["K"][:, 0, 0].to(batch["image"].dtype)
-        base = torch.as_tensor(batch["baseline"], device=fx.device).to(fx.dtype).reshape(-1)
-        if self.baseline_norm is not None:
-            rel = (base - self.eval_baseline).abs() / self.eval_baseline
-            if bool((rel > 0.01).any()):
-                raise HarnessError(f"selective baseline_norm: the batch baseline {base.tolist()} differs "
-                                   f"from method.eval_baseline={self.eval_baseline}, so the stereo "
-                                   f"factor would be wrong; set method.eval_baseline")
-            base = torch.full_like(base, self.baseline_norm)
-        return (fx * base).view(-1, 1, 1, 1)
+        return focal_baseline(batch, self.baseline_norm, self.eval_baseline, owner="selective baseline_norm")
 
     def compute_loss(self, batch: dict[str, Any], s_out: dict[str, DepthOutput],
                      t_out: DepthOutput | None, ctx: StepContext) -> LossDict:
