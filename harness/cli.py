@@ -379,10 +379,10 @@ def cmd_leaderboard(args) -> int:
         from harness.report.paper import reported_numbers
         from harness.teacher_cache import cache_root
 
-        catalog = _host().catalog
-        def warn(message: str) -> None:
-            print(f"harness: warning: {message}", file=sys.stderr)
+        from harness.errors import HarnessWarning
 
+        catalog = _host().catalog
+        warn = lambda message: warnings.warn(message, HarnessWarning, 2)  # noqa: E731 - one-line printer in main()
         costs = None if args.no_cost else result_cost_provider(catalog, cache_root(None), warn)
         text = render(results, fmt=args.format, metric=args.metric, costs=costs, papers=reported_numbers(catalog))
     if args.out:
