@@ -59,21 +59,21 @@ def teacher_key(teacher_cfg: dict, train_cfg: dict, data_fingerprint: str, input
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _readable_entry(entry: Path) -> bool:
-    """Whether ``entry`` holds a complete, loadable teacher; an unreadable one is removed (so it is
-    retrained) with a warning."""
+def _read_entry(entry: Path) -> tuple[dict, dict] | None:
+    """``(state_dict, meta)`` of a complete, loadable entry, else None; an unreadable entry is
+    removed (so it is retrained) with a warning."""
     if not ((entry / "meta.json").is_file() and (entry / "teacher.pth").is_file()):
-        return False
+        return None
     try:
-        torch.load(entry / "teacher.pth", map_location="cpu", weights_only=True)
-        json.loads((entry / "meta.json").read_text())
+        state = torch.load(entry / "teacher.pth", map_location="cpu", weights_only=True)
+        meta = json.loads((entry / "meta.json").read_text())
     except Exception as exc:  # unreadable: retrain rather than fail the run
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         warnings.warn(f"teacher cache entry {entry} is unreadable and is retrained ({type(exc).__name__}: {first})",
                       CacheWarning, 3)
         shutil.rmtree(entry, ignore_errors=True)
-        return False
-    return True
+        return None
+    return state, meta
 
 
 def load_or_train(
@@ -94,9 +94,10 @@ def load_or_train(
     entry = base / key
     main = distributed.is_main_process()
     with FileLock(str(base / f"{key}.lock")) if main else contextlib.nullcontext():
-        if distributed.broadcast_object(main and _readable_entry(entry)):
-            teacher.load_state_dict(torch.load(entry / "teacher.pth", map_location="cpu", weights_only=True))
-            meta = json.loads((entry / "meta.json").read_text())
+        cached = _read_entry(entry) if main else None
+        if distributed.broadcast_object(cached is not None):
+            state, meta = cached or _read_entry(entry)  # the other ranks read the entry rank 0 checked
+            teacher.load_state_dict(state)
             meta["cached"] = True
             return meta
         work = base / f"{key}.work"
