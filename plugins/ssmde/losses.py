@@ -400,16 +400,27 @@ def multiview_mask(target: Tensor, sources: list[Tensor], depth_t: Tensor, depth
 def kd_loss(depth_s: Tensor, depth_t: Tensor, mask: Tensor | None = None, align: str = "median") -> Tensor:
     """Depth prior loss ``sum M |log D_S - log(sigma D_T)| / sum M`` (METHODS.md 5.4(d)).
 
-    ``align="median"``: per-image ``sigma = median(sg(D_S)) / median(D_T)`` over all pixels
-    (monocular scale drift); ``"none"``: ``sigma = 1``. The teacher side carries no gradient.
+    ``align="median"``: per-image ``log sigma = median_M(sg(log D_S) - log D_T)``, the median
+    log-ratio over the pixels the loss is taken on (all pixels of an image whose mask is empty);
+    ``"none"``: ``sigma = 1``. The teacher side carries no gradient.
+
+    The alignment uses the same pixels as the loss on purpose: ``sigma`` is then the per-image
+    L1 minimiser over scale, so the loss's gradient carries no net push on the student's global
+    scale. A ``sigma`` from the medians over ALL pixels leaves a residual of one sign on a
+    mask that is not a median-balanced subset; every step then moves the student's scale, sigma
+    follows it (stop-gradient), and the scale drifts without bound (seen on the synthetic
+    benchmark: 100x in stage B, the depth range saturates and the structure is lost).
     """
     depth_t = depth_t.detach()
+    log_t = torch.log(depth_t.clamp_min(1e-8))
+    log_s = torch.log(depth_s.clamp_min(1e-8))
     if align == "median":
-        ones = torch.ones_like(depth_s.flatten(1), dtype=torch.bool)
-        sigma = masked_median(depth_s.detach().flatten(1), ones) / masked_median(depth_t.flatten(1), ones)
-        target = torch.log(depth_t.clamp_min(1e-8)) + torch.log(sigma.clamp_min(1e-8)).view(-1, 1, 1, 1)
+        ratio = (log_s.detach() - log_t).flatten(1)
+        sel = torch.ones_like(ratio, dtype=torch.bool) if mask is None else mask.detach().flatten(1) > 0
+        sel = sel | ~sel.any(dim=1, keepdim=True)  # empty mask: align over the whole image
+        target = log_t + masked_median(ratio, sel).view(-1, 1, 1, 1)
     elif align == "none":
-        target = torch.log(depth_t.clamp_min(1e-8))
+        target = log_t
     else:
         raise ValueError(f"kd align must be 'median' or 'none', got {align!r}")
-    return masked_mean((torch.log(depth_s.clamp_min(1e-8)) - target).abs(), mask)
+    return masked_mean((log_s - target).abs(), mask)

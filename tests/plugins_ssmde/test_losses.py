@@ -315,9 +315,33 @@ def test_kd_loss_gradcheck_and_teacher_gets_no_gradient(align):
     if align == "none":
         assert torch.autograd.gradcheck(lambda d: L.kd_loss(d, d_t, m, align), (d_s,))
     else:  # sigma is a stop-gradient scale: same gradient as the unaligned loss on sigma * D_T
-        sigma = (torch.quantile(d_s.detach(), 0.5) / torch.quantile(d_t.detach(), 0.5)).item()
+        ratio = (d_s.detach() / d_t.detach())[m.bool()]
+        sigma = torch.quantile(ratio.log(), 0.5).exp().item()  # median log-ratio over the mask
         ref = torch.autograd.grad(L.kd_loss(d_s, sigma * d_t.detach(), m, "none"), d_s)[0]
         got = torch.autograd.grad(L.kd_loss(d_s, d_t, m, "median"), d_s)[0]
         assert torch.allclose(got, ref)
     L.kd_loss(d_s, d_t, m, align).backward()
     assert d_t.grad is None
+
+
+def test_kd_loss_median_alignment_has_no_net_pull_on_the_student_scale():
+    """The masked pixels are the nearer half, where the student is relatively too near: with
+    sigma from the masked pixels the gradient along the global log-scale is zero (no drift);
+    sigma from all pixels would push every step (the old, drifting alignment)."""
+    g = torch.Generator().manual_seed(3)
+    d_t = 1 + 9 * torch.rand(2, 1, 8, 10, generator=g)
+    d_s = d_t * torch.exp(0.3 * torch.randn(2, 1, 8, 10, generator=g)) * (d_t / 5) ** -0.2
+    m = (d_t < d_t.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)).float()
+    log_scale = torch.zeros(2, 1, 1, 1, requires_grad=True)
+    L.kd_loss(d_s * log_scale.exp(), d_t, m, "median").backward()
+    assert log_scale.grad.abs().max().item() < 1e-6
+    sigma_all = d_s.flatten(1).median(dim=1).values / d_t.flatten(1).median(dim=1).values
+    log_scale_all = torch.zeros(2, 1, 1, 1, requires_grad=True)
+    L.kd_loss(d_s * log_scale_all.exp(), sigma_all.view(-1, 1, 1, 1) * d_t, m, "none").backward()
+    assert log_scale_all.grad.abs().max().item() > 0.1
+
+
+def test_kd_loss_empty_mask_aligns_over_the_image():
+    d_t = torch.ones(1, 1, 2, 2)
+    d_s = 3 * d_t
+    assert L.kd_loss(d_s, d_t, torch.zeros_like(d_t), "median").item() == pytest.approx(0.0, abs=1e-6)
