@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harness import DepthOutput, HarnessError, LossDict, Needs, StepContext, Strategy
-from harness.distill.geometry import pose_vec_to_mat, warp_temporal
+from harness.distill.geometry import focal_baseline, pose_vec_to_mat, warp_temporal
 from harness.distill.losses import min_reprojection, photometric_error, smoothness
 
 from .modules import GraphOut, IsoGraph, PoseNet, node_grid
@@ -102,6 +102,10 @@ class StructureStrategy(Strategy):
     Self-supervision: ``scales`` (0..3: the clean prediction's photometric/smoothness scales),
     ``stereo_source`` (False; True adds the right view with the known ``T_l2r`` as a third
     source, METHODS 4.4 "+ I_r if stereo available": Monodepth2 "MS", metric scale),
+    ``baseline_norm`` (0.1: with ``stereo_source``, the stereo transform's translation is
+    rescaled to this normalised baseline, as Monodepth2 trains "MS"; None keeps the metric one),
+    ``eval_baseline`` (0.54: the data's metric baseline; with ``eval_scale="none"`` the depth is
+    multiplied by ``eval_baseline / baseline_norm``, the stereo factor),
     ``eval_scale`` ("median" | "none": the evaluation scale policy),
     ``aux_photo_scales`` ((0,): scales of the other predictions' photometric/smoothness terms),
     ``photo_views`` (which predictions get them; default all produced), ``photo_alpha`` (0.85),
@@ -143,6 +147,8 @@ class StructureStrategy(Strategy):
         ssim_window: int = 3,
         automask: bool = True,
         stereo_source: bool = False,
+        baseline_norm: float | None = 0.1,
+        eval_baseline: float = 0.54,
         eval_scale: str = "median",
         pose_width: int = 16,
         pose_scale: float = 0.01,
@@ -195,11 +201,15 @@ class StructureStrategy(Strategy):
         self.ssim_window = int(ssim_window)
         self.automask = bool(automask)
         self.stereo_source = bool(stereo_source)
+        if baseline_norm is not None and not float(baseline_norm) > 0:
+            raise HarnessError(f"method.baseline_norm must be None or positive, got {baseline_norm!r}")
+        self.baseline_norm = float(baseline_norm) if self.stereo_source and baseline_norm is not None else None
+        self.eval_baseline = float(eval_baseline)
         if eval_scale not in ("median", "none"):
             raise HarnessError(f"method.eval_scale={eval_scale!r} is not 'median' or 'none'")
         self.eval_scale_policy = eval_scale
         if self.stereo_source:
-            self.required_batch_keys = self.required_batch_keys | {"image_right", "T_l2r"}
+            self.required_batch_keys = self.required_batch_keys | {"image_right", "T_l2r", "baseline"}
         self.dsc_ops = tuple(dsc_ops)
         bad_ops = [o for o in self.dsc_ops if o not in OPERATORS]
         if bad_ops or not self.dsc_ops:
@@ -424,7 +434,14 @@ class StructureStrategy(Strategy):
         if not self.stereo_source:
             return frames, None
         frames["r"] = batch["image_right"]
-        return frames, {"r": batch["T_l2r"]}
+        T = batch["T_l2r"]
+        if self.baseline_norm is not None:
+            # fx * b_norm / (fx * b): checks the data's baseline against eval_baseline as well
+            fx_b = focal_baseline(batch, None)
+            ratio = focal_baseline(batch, self.baseline_norm, self.eval_baseline, rtol=1e-3, owner="structure") / fx_b
+            T = T.clone()
+            T[:, :3, 3] = T[:, :3, 3] * ratio.view(-1, 1).to(T.dtype)
+        return frames, {"r": T}
 
     def identity_errors(self, image: Tensor, frames: dict) -> list[Tensor] | None:
         if not self.automask:
@@ -498,14 +515,15 @@ class StructureStrategy(Strategy):
     # ------------------------------------------------------------------ evaluation
     def predict(self, student: nn.Module, image: Tensor) -> Tensor:
         """The student alone; with ``ssc_fuse_at_inference`` the teacher-graph fusion as well."""
+        factor = 1.0 if self.baseline_norm is None else self.eval_baseline / self.baseline_norm
         if not (self.ssc_fuse_at_inference and self.use_graph and self.ssc_fuse and self.teacher is not None):
-            return student.predict(image)
+            return student.predict(image) * factor
         was = student.training
         student.eval()
         try:
             with torch.no_grad():
                 clean = student(image)
                 graphs = self.graph_forward(clean, self.run_teacher(image), image.shape[-2:])
-                return student(image, cond={"inject": self.fusion(graphs, image.shape[-2:])}).depth[0]
+                return student(image, cond={"inject": self.fusion(graphs, image.shape[-2:])}).depth[0] * factor
         finally:
             student.train(was)

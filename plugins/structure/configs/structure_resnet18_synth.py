@@ -9,6 +9,10 @@ method = dict(
     # source (METHODS 4.4 "+ I_r if stereo available", Monodepth2 "MS") did (0.362 after 100
     # steps). Set stereo_source=False for the video-only variant.
     stereo_source=True,
+    # the right view's translation is rescaled to Monodepth2's normalised baseline 0.1 (depth is
+    # median-scaled at evaluation, so its unit does not matter); with the metric 0.54 m the
+    # untrained student's disparities were wider than the image (see README, "collapse")
+    baseline_norm=0.1,
     # photometric/smoothness at full resolution only (Monodepth2 uses 4 upsampled scales): the
     # 3 sources x 4 scales cost more than the whole network on 2 shared CPU cores
     scales=(0,),
@@ -26,6 +30,9 @@ method = dict(
     ssc_fuse=True,
     ssc_fuse_at_inference=False,
 )
+# Same student; its disparity heads start at sigmoid 0.03 (about 6 px of disparity at 96x320
+# with the normalised baseline) as in the stereo baseline profile, instead of 0.5 (about 90 px).
+student = dict(init_disp=0.03)
 # The semantic expert: trained once by the harness on the synth labels and cached (frozen).
 teacher = dict(_delete_=True, type="semantic", num_classes=7, base_width=16, feat_channels=64)
 teacher_train = dict(
