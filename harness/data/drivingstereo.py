@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.data.headers import image_info
+from harness.data.sample_ops import scaled_intrinsics
 from harness.data.stereo_base import CalibFile, Frame, StereoFrameDataset, forward_warp_depth, read_depth_png, read_rgb
 from harness.errors import HarnessError
 
@@ -368,7 +369,7 @@ class DrivingStereoDataset(StereoFrameDataset):
             ch, cw = cal.size(f"S_rect_{cam}")
             h, w = self._native_size(fr)
             if (ch, cw) != (h, w):
-                K = self._scaled_K(K, (ch, cw), (h, w), False)
+                K = scaled_intrinsics(K, (ch, cw), (h, w), False)
         return K
 
     def _cam_x(self, fr: Frame) -> dict[str, float]:

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from harness.data import formats
+from harness.data.sample_ops import draw_flip, image_to_tensor, scaled_intrinsics
 from harness.errors import HarnessError
 
 __all__ = ["CalibFile", "StereoFrameDataset", "Frame", "OTHER", "forward_warp_depth", "read_depth_png", "read_rgb"]
@@ -222,34 +223,8 @@ class StereoFrameDataset(Dataset):
             arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
         return arr
 
-    @staticmethod
-    def _scaled_K(K: np.ndarray, native, size, flip: bool) -> np.ndarray:
-        h, w = size
-        sy, sx = h / native[0], w / native[1]
-        K = np.array(K, dtype=np.float64, copy=True)
-        K[0, 0] *= sx
-        K[1, 1] *= sy
-        K[0, 1] *= sx
-        K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-        K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-        if flip:
-            K[0, 2] = w - 1 - K[0, 2]
-            K[0, 1] = -K[0, 1]
-        return K
-
-    @staticmethod
-    def _to_tensor(img: np.ndarray, flip: bool) -> torch.Tensor:
-        if flip:
-            img = img[:, ::-1]
-        chw = np.ascontiguousarray(img.transpose(2, 0, 1)).astype(np.float32)
-        chw /= np.float32(255.0)
-        return torch.from_numpy(chw)
-
     def _flip(self, index: int) -> bool:
-        if self.flip_mode is None or self.flip_prob <= 0.0:
-            return False
-        rng = np.random.default_rng([self.seed, int(index), self._epoch])
-        return bool(rng.random() < self.flip_prob)
+        return draw_flip(self.flip_mode, self.flip_prob, self.seed, index, self._epoch)
 
     # ------------------------------------------------------------------ samples
     def __getitem__(self, index: int) -> dict:
@@ -272,7 +247,7 @@ class StereoFrameDataset(Dataset):
                     f"{self._image_path(fr, side, offset)}: image is {img.shape[1]}x{img.shape[0]}, "
                     f"the calibration says {native[1]}x{native[0]}"
                 )
-            return self._to_tensor(self._resize_image(img, size), flip)
+            return image_to_tensor(self._resize_image(img, size), flip)
 
         if "image" in need:
             out["image"] = view(tgt)
@@ -281,7 +256,7 @@ class StereoFrameDataset(Dataset):
         if "frames" in need:
             out["frames"] = {s: view(tgt, s) for s in (-1, 1)}
         if "K" in need or "K_inv" in need:
-            K = self._scaled_K(self._K(fr, tgt), native, size, flip)
+            K = scaled_intrinsics(self._K(fr, tgt), native, size, flip)
             focal = float(K[0, 0])
             if "K" in need:
                 out["K"] = torch.from_numpy(K.astype(np.float32))

@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from harness.data import formats
+from harness.data.sample_ops import draw_flip, image_to_tensor, scaled_intrinsics
 
 __all__ = ["SynthDataset", "project_velodyne"]
 
@@ -303,35 +304,9 @@ class SynthDataset(Dataset):
             arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
         return arr
 
-    def _scaled_K(self, K: np.ndarray, native: tuple[int, int], flip: bool) -> np.ndarray:
-        h, w = self.size
-        sy, sx = h / native[0], w / native[1]
-        K = K.copy()
-        K[0, 0] *= sx
-        K[1, 1] *= sy
-        K[0, 1] *= sx
-        K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-        K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-        if flip:
-            K[0, 2] = w - 1 - K[0, 2]
-            K[0, 1] = -K[0, 1]
-        return K
-
-    @staticmethod
-    def _to_tensor(img: np.ndarray, flip: bool) -> torch.Tensor:
-        if flip:
-            img = img[:, ::-1]
-        # NumPy, not torch ops: intra-op threads in DataLoader workers only add overhead here
-        chw = np.ascontiguousarray(img.transpose(2, 0, 1)).astype(np.float32)
-        chw /= np.float32(255.0)
-        return torch.from_numpy(chw)
-
     # ------------------------------------------------------------------ samples
     def _flip(self, index: int) -> bool:
-        if self.flip_mode is None or self.flip_prob <= 0.0:
-            return False
-        rng = np.random.default_rng([self.seed, int(index), self._epoch])
-        return bool(rng.random() < self.flip_prob)
+        return draw_flip(self.flip_mode, self.flip_prob, self.seed, index, self._epoch)
 
     def __getitem__(self, index: int) -> dict:
         if index < 0:
@@ -347,14 +322,14 @@ class SynthDataset(Dataset):
         out: dict = {}
 
         if "image" in need:
-            out["image"] = self._to_tensor(self._resize_image(self._read_image(folder, frame, cam)), flip)
+            out["image"] = image_to_tensor(self._resize_image(self._read_image(folder, frame, cam)), flip)
         if "image_right" in need:
-            out["image_right"] = self._to_tensor(
+            out["image_right"] = image_to_tensor(
                 self._resize_image(self._read_image(folder, frame, partner)), flip
             )
         if "frames" in need:
             out["frames"] = {
-                s: self._to_tensor(self._resize_image(self._read_image(folder, frame + s, cam)), flip)
+                s: image_to_tensor(self._resize_image(self._read_image(folder, frame + s, cam)), flip)
                 for s in (-1, 1)
             }
         if "T_t2s" in need:
@@ -371,7 +346,7 @@ class SynthDataset(Dataset):
                     M = _MIRROR @ M @ _MIRROR
                 T[s] = torch.from_numpy(M.astype(np.float32))
             out["T_t2s"] = T
-        K = self._scaled_K(cal.K(cam), native, flip)
+        K = scaled_intrinsics(cal.K(cam), native, self.size, flip)
         if "K" in need:
             out["K"] = torch.from_numpy(K.astype(np.float32))
         if "K_inv" in need:
