@@ -101,7 +101,7 @@ class StructureStrategy(Strategy):
 
     Self-supervision: ``scales`` (0..3: the clean prediction's photometric/smoothness scales),
     ``stereo_source`` (False; True adds the right view with the known ``T_l2r`` as a third
-    source, METHODS 4.4 "+ I_r if stereo available": Monodepth2 "MS", metric scale),
+    source, METHODS 4.4 "+ I_r if stereo available": Monodepth2 "MS", scale from the stereo pair),
     ``baseline_norm`` (0.1: with ``stereo_source``, the stereo transform's translation is
     rescaled to this normalised baseline, as Monodepth2 trains "MS"; None keeps the metric one),
     ``eval_baseline`` (0.54: the data's metric baseline; with ``eval_scale="none"`` the depth is
