@@ -89,3 +89,19 @@ def test_gt_loss_is_zero_at_gt_and_eval_scale_option():
 def test_bad_options(kwargs, match):
     with pytest.raises(HarnessError, match=match):
         BaselineStrategy(**kwargs)
+
+
+def test_profiles_compose_their_control_rows():
+    """The control-row profiles: stereo supervision with the student's start value; the
+    stereo-median profile inherits both and only changes the evaluation scale."""
+    from pathlib import Path
+
+    from harness.config import load_file
+
+    folder = Path(__file__).resolve().parents[2] / "plugins" / "baseline" / "configs"
+    stereo = load_file(folder / "synth_small_stereo.py", "--config")
+    both = load_file(folder / "synth_small_stereo_median.py", "--config")
+    assert stereo.method == {"supervision": "stereo"} and stereo.student == {"init_disp": 0.03}
+    assert both.method == {"supervision": "stereo", "eval_scale": "median"}
+    assert both.student == stereo.student and both.schedule == stereo.schedule
+    assert load_file(folder / "synth_small_median.py", "--config").method == {"eval_scale": "median"}
