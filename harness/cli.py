@@ -71,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="leave out the cost columns (parameters, FLOPs, latency, peak memory, teacher/student ratio)")
     lb.add_argument("--robustness", action="store_true",
                     help="the robustness table instead (DEE, mCE, mRR, CE per corruption, weather sets)")
-    lb.add_argument("--robustness-reference", default="baseline", choices=("baseline", "robodepth_monodepth2"),
-                    help="reference row of CE/mCE: the baseline results of the same protocol (default) or "
-                    "RoboDepth's published MonoDepth2 table")
+    lb.add_argument("--robustness-reference", default="baseline", metavar="REF",
+                    help="reference row of CE/mCE: 'baseline' (the baseline results of the same protocol: the "
+                    "row's own profile, else the only baseline profile; default), 'baseline:PROFILE' (that "
+                    "profile's) or 'robodepth_monodepth2' (RoboDepth's published MonoDepth2 table)")
 
     vis = sub.add_parser("visualize", help="pictures of the results: qualitative grid (input | GT | teacher | "
                          "each method's student) and robustness bar charts")
@@ -371,6 +372,10 @@ def cmd_leaderboard(args) -> int:
     from harness.leaderboard import render, render_robustness
     from harness.results import atomic_write_text, load_results
 
+    if args.robustness:
+        from harness.robustness import parse_reference
+
+        parse_reference(args.robustness_reference, "option --robustness-reference")
     results = load_results(args.results)  # files that are not results: one warning line each
     if args.robustness:
         text = render_robustness(results, fmt=args.format, reference=args.robustness_reference)

@@ -176,8 +176,10 @@ def robustness_tables(results: list[dict[str, Any]], reference: str = "baseline"
     AbsRel per weather set, then mean ± std over seeds.
 
     CE is recomputed here against ``reference``: ``"baseline"`` = the mean DEE over the seeds of
-    the ``baseline`` rows of the same group and profile, or ``"robodepth_monodepth2"`` =
-    RoboDepth's published table. Without a reference, CE cells are missing (mRR never needs one).
+    ONE ``baseline`` profile of the same group (the row's own profile, else the only one; see
+    :func:`harness.robustness.choose_reference_profile`), ``"baseline:PROFILE"`` = that profile's,
+    or ``"robodepth_monodepth2"`` = RoboDepth's published table. Without a reference (none, or
+    several baseline profiles and none chosen), CE cells are missing (mRR never needs one).
     """
     from harness import robustness
 
@@ -223,16 +225,13 @@ def robustness_tables(results: list[dict[str, Any]], reference: str = "baseline"
 def _robustness_reference(rows: dict, profile: str, reference: str, kind: str) -> dict[str, float] | None:
     from harness import robustness
 
-    if reference != "baseline":
-        return robustness.reference_table(reference, kind)
-    seeds = rows.get(("baseline", profile))
-    if not seeds:
+    ref_kind, wanted = robustness.parse_reference(reference, "option --robustness-reference")
+    if ref_kind != "baseline":
+        return robustness.reference_table(ref_kind, kind)
+    chosen = robustness.choose_reference_profile([p for m, p in rows if m == "baseline"], profile, wanted)
+    if chosen is None:
         return None
-    recs = [r["robustness"] for r in seeds.values()]
-    common = set.intersection(*(set(rec["per_corruption"]) for rec in recs))
-    table = {n: sum(rec["per_corruption"][n]["dee"] for rec in recs) / len(recs) for n in common}
-    table["clean"] = sum(rec["clean"]["dee"] for rec in recs) / len(recs)
-    return table
+    return robustness.mean_dee_table([r["robustness"] for r in rows[("baseline", chosen)].values()])
 
 
 def render_robustness(results: list[dict[str, Any]], fmt: str = "github", reference: str = "baseline") -> str:

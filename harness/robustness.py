@@ -40,7 +40,9 @@ __all__ = [
     "corruption_score",
     "dee",
     "evaluate_conditions",
+    "choose_reference_profile",
     "find_baseline_reference",
+    "parse_reference",
     "reference_table",
     "settings",
     "summarize",
@@ -61,7 +63,7 @@ DEFAULTS: dict[str, Any] = dict(
     weather="auto",         # DrivingStereo sunny/cloudy/foggy/rainy as conditions ("auto": when the dataset has them)
     dee="dee2",
     round_digits=3,
-    reference="baseline",   # "baseline" (result files in --results) or "robodepth_monodepth2"
+    reference="baseline",   # "baseline", "baseline:<profile>" (result files in --results) or "robodepth_monodepth2"
 )
 
 #: RoboDepth's reference row: MonoDepth2 ResNet-18, mono, 640x192, on KITTI-C
@@ -190,8 +192,7 @@ def settings(cfg) -> dict[str, Any]:
     s = dict(DEFAULTS, **own)
     if s["dee"] not in DEE_KINDS:
         raise HarnessError(f"config evaluate.robustness.dee: must be one of {DEE_KINDS}, got {s['dee']!r}")
-    if s["reference"] not in REFERENCES:
-        raise HarnessError(f"config evaluate.robustness.reference: must be one of {REFERENCES}, got {s['reference']!r}")
+    parse_reference(s["reference"], "config evaluate.robustness.reference")
     if s["max_frames"] is not None and int(s["max_frames"]) < 1:
         raise HarnessError("config evaluate.robustness.max_frames: must be a positive integer or None")
     if s["round_digits"] is not None and int(s["round_digits"]) < 0:
@@ -228,13 +229,41 @@ def spec_id(spec: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 # reference rows from result files
 # --------------------------------------------------------------------------------------------
-def find_baseline_reference(results_dir, protocol_id: str, sid: str, method: str = "baseline") -> dict | None:
-    """Mean DEE per corruption (and ``clean``) over the seeds of ``method``'s result files in
-    ``results_dir`` that share the protocol id and robustness ``spec_id``; ``None`` if none."""
+def parse_reference(name: str, what: str = "robustness reference") -> tuple[str, str | None]:
+    """``"baseline"`` -> ``("baseline", None)``, ``"baseline:PROFILE"`` -> ``("baseline", PROFILE)``,
+    ``"robodepth_monodepth2"`` -> ``(name, None)``; anything else is a :class:`HarnessError`
+    naming ``what``."""
+    kind, _, profile = str(name).partition(":")
+    if kind not in REFERENCES or (profile and kind != "baseline") or (_ and not profile):
+        raise HarnessError(f"{what}: must be 'baseline', 'baseline:<profile>' or 'robodepth_monodepth2', "
+                           f"got {name!r}")
+    return kind, profile or None
+
+
+def choose_reference_profile(available, own: str | None, wanted: str | None = None) -> str | None:
+    """Which ``baseline`` profile is the CE reference of a row of profile ``own``.
+
+    One profile's seeds, never a mix of profiles: ``wanted`` if given (None when it has no
+    results); otherwise the row's own profile if the baseline ran it; otherwise the only baseline
+    profile there is; None when several qualify and none was chosen (ambiguous: CE missing).
+    """
+    available = set(available)
+    if wanted is not None:
+        return wanted if wanted in available else None
+    if own in available:
+        return own
+    return next(iter(available)) if len(available) == 1 else None
+
+
+def find_baseline_reference(results_dir, protocol_id: str, sid: str, own_profile: str | None = None,
+                            profile: str | None = None, method: str = "baseline") -> dict | None:
+    """Mean DEE per corruption (and ``clean``) over the seeds of ONE ``method`` profile (see
+    :func:`choose_reference_profile`) among the result files in ``results_dir`` that share the
+    protocol id and robustness ``spec_id``; ``None`` if there is none or the choice is ambiguous."""
     d = Path(results_dir)
     if not d.is_dir():
         return None
-    rows = []
+    by_profile: dict[str, list] = {}
     for path in sorted(d.glob("*.json")):
         try:
             r = json.loads(path.read_text())
@@ -244,15 +273,21 @@ def find_baseline_reference(results_dir, protocol_id: str, sid: str, method: str
         if (not isinstance(rob, dict) or r.get("method") != method or rob.get("spec_id") != sid
                 or (r.get("protocol") or {}).get("id") != protocol_id):
             continue
-        rows.append((r.get("seed"), str(path), rob))
-    if not rows:
+        by_profile.setdefault(r.get("profile"), []).append((r.get("seed"), str(path), rob))
+    chosen = choose_reference_profile(by_profile, own_profile, profile)
+    if chosen is None:
         return None
-    table: dict[str, float] = {}
-    names = set.intersection(*(set(rob["per_corruption"]) for _, _, rob in rows))
-    for name in names:
-        table[name] = sum(rob["per_corruption"][name]["dee"] for _, _, rob in rows) / len(rows)
-    table["clean"] = sum(rob["clean"]["dee"] for _, _, rob in rows) / len(rows)
-    return {"table": table, "seeds": sorted(s for s, _, _ in rows), "files": [p for _, p, _ in rows]}
+    rows = by_profile[chosen]
+    return {"table": mean_dee_table([rob for _, _, rob in rows]), "profile": chosen,
+            "seeds": sorted(s for s, _, _ in rows), "files": [p for _, p, _ in rows]}
+
+
+def mean_dee_table(records: list[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean DEE per corruption the records share, and of ``clean``, over robustness records."""
+    common = set.intersection(*(set(rec["per_corruption"]) for rec in records))
+    table = {n: sum(rec["per_corruption"][n]["dee"] for rec in records) / len(records) for n in common}
+    table["clean"] = sum(rec["clean"]["dee"] for rec in records) / len(records)
+    return table
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,17 +352,21 @@ def evaluate_conditions(ctx, predict: Callable, test_set, protocol, clean_metric
     pid = protocol.protocol_id()
     dees = {n: p["dee"] for n, p in per_corr.items()}
     ref_info: dict[str, Any] = {"name": s["reference"]}
-    if s["reference"] == "robodepth_monodepth2":
+    ref_kind, ref_profile = parse_reference(s["reference"])
+    if ref_kind == "robodepth_monodepth2":
         table = reference_table("robodepth_monodepth2", kind)
         ref_info["source"] = "RoboDepth MonoDepth2 R18 mono 640x192 (published KITTI-C table)"
     elif method == "baseline":
         table = dict(dees, clean=clean_rec["dee"])
         ref_info["source"] = "this run (the baseline is its own reference)"
     else:
-        found = None if results_dir is None else find_baseline_reference(results_dir, pid, sid)
+        found = None if results_dir is None else find_baseline_reference(
+            results_dir, pid, sid, own_profile=getattr(ctx.cfg, "profile", None), profile=ref_profile)
         table = None if found is None else found["table"]
-        ref_info.update({"source": "results", "seeds": found["seeds"], "files": found["files"]} if found else
-                        {"source": None, "note": "no baseline result with this protocol and robustness spec "
+        ref_info.update({"source": "results", "profile": found["profile"], "seeds": found["seeds"],
+                         "files": found["files"]} if found else
+                        {"source": None, "note": "no baseline result of one profile (this run's, the configured "
+                                                 "one or the only one) with this protocol and robustness spec "
                                                  "in the results directory; the leaderboard computes CE later"})
     summary = summarize(clean_rec["dee"], dees, table)
     for name, p in summary["per_corruption"].items():

@@ -94,3 +94,10 @@ def test_seeds_run_each_seed_in_turn_with_its_own_work_dir(tmp_path, monkeypatch
     assert cli.main(["run", "--method", "baseline", "--quick", "--seed", "3", "--results", str(tmp_path / "r"),
                      "--work-dir", str(tmp_path / "one")]) == 0
     assert [(seed, wd) for seed, wd, _ in calls] == [(3, tmp_path / "one")]  # one seed: --work-dir as given
+
+
+def test_bad_robustness_reference_is_one_line(tmp_path, capsys):
+    code = cli.main(["leaderboard", "--results", str(tmp_path), "--robustness", "--robustness-reference", "baseline:"])
+    lines = _stderr_lines(capsys)
+    assert code != 0 and len(lines) == 1 and "option --robustness-reference" in lines[0]
+    assert "Traceback" not in lines[0]

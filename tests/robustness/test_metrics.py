@@ -8,6 +8,7 @@ import pytest
 
 from harness import leaderboard, robustness
 from harness.data.corruptions import CORRUPTIONS
+from harness.errors import HarnessError
 from harness.robustness import ROBODEPTH_MONODEPTH2, clean_score, corruption_score, dee, summarize
 
 # RoboDepth's DEE2 table of MonoDepth2 R18 *stereo* 640x192 (its get_scores_monodepth2_stereo), test data
@@ -93,6 +94,49 @@ def test_find_baseline_reference(tmp_path):
     found = robustness.find_baseline_reference(tmp_path, "P", "S")
     assert found["table"] == pytest.approx({"fog": 0.25, "clean": 0.11}) and found["seeds"] == [0, 1]
     assert robustness.find_baseline_reference(tmp_path, "Q", "S") is None
+
+
+def test_reference_is_one_baseline_profile_never_a_mix(tmp_path):
+    for profile, dee in (("gt_median", 0.2), ("stereo_median", 0.4)):
+        for seed in (0, 1):
+            (tmp_path / f"{profile}{seed}.json").write_text(
+                json.dumps(_result("baseline", seed, {"fog": dee}, 0.1, profile=profile)))
+    find = robustness.find_baseline_reference
+    assert find(tmp_path, "P", "S", own_profile="synth_small") is None  # two candidates: ambiguous
+    chosen = find(tmp_path, "P", "S", own_profile="synth_small", profile="stereo_median")
+    assert chosen["profile"] == "stereo_median" and chosen["table"]["fog"] == pytest.approx(0.4)
+    assert chosen["seeds"] == [0, 1]
+    assert find(tmp_path, "P", "S", own_profile="gt_median")["table"]["fog"] == pytest.approx(0.2)
+    assert find(tmp_path, "P", "S", profile="missing") is None
+    (tmp_path / "gt_median0.json").unlink()
+    (tmp_path / "gt_median1.json").unlink()
+    assert find(tmp_path, "P", "S", own_profile="synth_small")["profile"] == "stereo_median"  # the only one
+
+
+@pytest.mark.parametrize("name, parsed", [("baseline", ("baseline", None)),
+                                          ("baseline:synth_small_median", ("baseline", "synth_small_median")),
+                                          ("robodepth_monodepth2", ("robodepth_monodepth2", None))])
+def test_parse_reference(name, parsed):
+    assert robustness.parse_reference(name) == parsed
+
+
+@pytest.mark.parametrize("name", ["base", "baseline:", "robodepth_monodepth2:x", ""])
+def test_parse_reference_rejects(name):
+    with pytest.raises(HarnessError, match="baseline:<profile>"):
+        robustness.parse_reference(name, "option --robustness-reference")
+
+
+def test_leaderboard_robustness_reference_profile():
+    results = [_result("baseline", 0, {"fog": 0.2}, 0.1, profile="gt_median"),
+               _result("baseline", 0, {"fog": 0.4}, 0.1, profile="stereo_median"),
+               _result("m", 0, {"fog": 0.2}, 0.1, profile="synth_small")]
+    rows = {(t["method"], t["profile"]): t for t in next(iter(leaderboard.robustness_tables(results).values()))["rows"]}
+    assert rows[("m", "synth_small")]["stats"]["mCE"] is None  # two baseline profiles, none chosen
+    assert rows[("baseline", "gt_median")]["stats"]["mCE"][0] == pytest.approx(100.0)  # its own profile
+    chosen = leaderboard.robustness_tables(results, reference="baseline:stereo_median")
+    rows = {(t["method"], t["profile"]): t for t in next(iter(chosen.values()))["rows"]}
+    assert rows[("m", "synth_small")]["stats"]["mCE"][0] == pytest.approx(50.0)
+    assert rows[("baseline", "gt_median")]["stats"]["mCE"][0] == pytest.approx(50.0)  # one reference for all
 
 
 def test_leaderboard_robustness_table():
