@@ -176,7 +176,9 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
-    """The commit of the harness source tree (None outside a git checkout)."""
+    """The commit of the harness source tree (None outside a git checkout), ``-dirty`` when a
+    tracked file differs from it — except the committed reference results under ``results/``,
+    which every benchmark run rewrites and which are not code."""
     here = Path(cwd) if cwd else Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
@@ -184,7 +186,8 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
         return None
     if out.returncode != 0:
         return None
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results"],
+                           cwd=here,
                            capture_output=True, text=True, timeout=5).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
