@@ -246,17 +246,18 @@ def render_robustness(results: list[dict[str, Any]], fmt: str = "github", refere
     tables = []
     for (pid, sid), g in groups.items():
         proto, spec = g["rows"][0]["protocol"], g["spec"]
-        columns = [Column("method", "method", "text"), Column("seeds", "seeds", "int"), Column("clean DEE", "clean DEE", "stat", "lower"),
+        columns = [Column("method", "method", "text"), Column("profile", "profile", "text"), Column("seeds", "seeds", "int"),
+                   Column("clean DEE", "clean DEE", "stat", "lower"),
                    Column("mDEE", "mDEE", "stat", "lower"), Column("mCE", "mCE %", "stat", "lower", 2),
                    Column("RmCE", "RmCE %", "stat", "lower", 2), Column("mRR", "mRR %", "stat", "higher", 2),
                    *(Column(n, f"CE {ROBUSTNESS_SHORT[n]}", "stat", "lower") for n in g["names"]),
                    *(Column(w, f"{w} AbsRel", "stat", "lower") for w in g["weathers"])]
-        rows = [{"role": "student", "cells": dict(t["stats"], method=t["method"], seeds=t["n"])}
+        rows = [{"role": "student", "cells": dict(t["stats"], method=t["method"], profile=t["profile"], seeds=t["n"])}
                 for t in g["rows"]]
         title = (f"robustness, protocol {pid} ({proto.get('dataset')}/{proto.get('split')}, input "
                  f"{proto.get('resolution')}), spec {sid}: {len(spec.get('conditions', []))} conditions, "
                  f"{spec.get('frames')} frames, corruption seed {spec.get('seed')}, {spec.get('dee')}, "
-                 f"CE reference {reference}, profile {g['rows'][0]['profile']}")
+                 f"CE reference {reference}")
         tables.append(Table(key=f"{pid}/{sid}", title=title, columns=columns, rows=rows))
     if fmt == "csv":
         return to_csv(tables, lead=("protocol", "spec"))

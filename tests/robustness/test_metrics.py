@@ -164,7 +164,7 @@ def test_leaderboard_robustness_table():
     (g,) = only_m.values()
     assert g["rows"][0]["stats"]["mCE"] is None and g["rows"][0]["stats"]["mRR"] is not None
     csv = leaderboard.render_robustness(results, fmt="csv")
-    assert csv.splitlines()[0].startswith("protocol,spec,method,seeds,clean DEE")
+    assert csv.splitlines()[0].startswith("protocol,spec,method,profile,seeds,clean DEE")
     # the published reference table (a KITTI-C row) can be chosen instead
     pub = leaderboard.robustness_tables(results, reference="robodepth_monodepth2")
     (g,) = pub.values()
