@@ -372,10 +372,6 @@ def cmd_leaderboard(args) -> int:
     from harness.leaderboard import render, render_robustness
     from harness.results import atomic_write_text, load_results
 
-    if args.robustness:
-        from harness.robustness import parse_reference
-
-        parse_reference(args.robustness_reference, "option --robustness-reference")
     results = load_results(args.results)  # files that are not results: one warning line each
     if args.robustness:
         text = render_robustness(results, fmt=args.format, reference=args.robustness_reference)

@@ -183,6 +183,7 @@ def robustness_tables(results: list[dict[str, Any]], reference: str = "baseline"
     """
     from harness import robustness
 
+    ref_kind, wanted = robustness.parse_reference(reference, "option --robustness-reference")
     groups: dict[tuple, dict[tuple, dict]] = defaultdict(dict)
     for r in results:
         rob = r.get("robustness")
@@ -201,7 +202,7 @@ def robustness_tables(results: list[dict[str, Any]], reference: str = "baseline"
                            for w in s["robustness"].get("weather", {})})
         table = []
         for (method, profile), seeds in rows.items():
-            ref = _robustness_reference(rows, profile, reference, spec.get("dee", "dee2"))
+            ref = _robustness_reference(rows, profile, ref_kind, wanted, spec.get("dee", "dee2"))
             cols: dict[str, list] = defaultdict(list)
             for r in seeds.values():
                 rob = r["robustness"]
@@ -222,10 +223,12 @@ def robustness_tables(results: list[dict[str, Any]], reference: str = "baseline"
     return out
 
 
-def _robustness_reference(rows: dict, profile: str, reference: str, kind: str) -> dict[str, float] | None:
+def _robustness_reference(rows: dict, profile: str, ref_kind: str, wanted: str | None,
+                          kind: str) -> dict[str, float] | None:
+    """The CE reference table of a row of ``profile``: a published table, or the mean DEE of one
+    ``baseline`` profile of the group (see :func:`harness.robustness.choose_reference_profile`)."""
     from harness import robustness
 
-    ref_kind, wanted = robustness.parse_reference(reference, "option --robustness-reference")
     if ref_kind != "baseline":
         return robustness.reference_table(ref_kind, kind)
     chosen = robustness.choose_reference_profile([p for m, p in rows if m == "baseline"], profile, wanted)
@@ -236,8 +239,11 @@ def _robustness_reference(rows: dict, profile: str, reference: str, kind: str) -
 
 def render_robustness(results: list[dict[str, Any]], fmt: str = "github", reference: str = "baseline") -> str:
     """The robustness leaderboard: one table per (protocol, robustness spec), rows sorted by mCE."""
+    from harness.robustness import parse_reference
+
     if fmt not in FORMATS:
         raise HarnessError(f"option --format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    parse_reference(reference, "option --robustness-reference")  # before the emptiness check
     if not results:
         raise HarnessError("no result files found: run `harness run --method NAME` first")
     groups = robustness_tables(results, reference)

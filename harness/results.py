@@ -187,8 +187,7 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
     if out.returncode != 0:
         return None
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results"],
-                           cwd=here,
-                           capture_output=True, text=True, timeout=5).stdout.strip()
+                           cwd=here, capture_output=True, text=True, timeout=5).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
