@@ -2,11 +2,11 @@
 
 The public API for plugin authors is what this module exports; nothing else in ``harness`` is
 promised to stay stable (the shared loss/geometry toolkit in ``harness.distill`` and the
-evaluation protocol in ``harness.evaluate`` are public too).
+evaluation protocol in ``harness.eval.protocol`` are public too).
 """
 from harness.distill.strategy import Strategy
 from harness.errors import HarnessError
-from harness.plugins import hookimpl
+from harness.host.manager import hookimpl
 from harness.types import DepthOutput, FeatureSpec, LossDict, Needs, Stage, StepContext
 
 __version__ = "0.1.0"

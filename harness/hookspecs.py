@@ -101,6 +101,6 @@ def harness_configure_run(cfg):
 def harness_result_written(result, path):
     """Called after a result JSON has been written atomically to ``path``.
 
-    ``result`` is the dict that was written (see ``harness.results`` for the schema). Use it to
+    ``result`` is the dict that was written (see ``harness.report.results`` for the schema). Use it to
     export results elsewhere; exceptions here are reported as warnings, never lose the file.
     """

@@ -4,7 +4,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from harness import checkpoint
+from harness.pipeline import checkpoint
 
 
 def _pickled_checkpoint(path):

@@ -1,9 +1,9 @@
 """Config assembly: _base_ inheritance, method merge, --quick, --cfg-options validation."""
 import pytest
 
-from harness.config import build_run_config, parse_cfg_options
+from harness.config.loader import build_run_config, parse_cfg_options
 from harness.errors import HarnessError
-from harness.plugins import PluginHost
+from harness.host.manager import PluginHost
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for harness.evaluate: golden values against hand computations and an independent,
+"""Tests for harness.eval.protocol: golden values against hand computations and an independent,
 slow per-image numpy reference (Monodepth2-style), crops, scaling, clamping, flip PP, ids."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.evaluate import (
+from harness.eval.protocol import (
     LOWER_IS_BETTER,
     METRIC_DESCRIPTIONS,
     METRIC_NAMES,

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from harness.results import git_commit
+from harness.report.results import git_commit
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
 

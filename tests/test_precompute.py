@@ -5,7 +5,7 @@ import torch
 from harness.data import synth
 from harness.data.synth_dataset import SynthDataset
 from harness.errors import HarnessError
-from harness.precompute import WithPrecomputed, map_path, precompute_split
+from harness.pipeline.precompute import WithPrecomputed, map_path, precompute_split
 from harness.types import DepthOutput
 
 

@@ -5,8 +5,8 @@ import os
 import pytest
 
 from harness.errors import HarnessError
-from harness.leaderboard import render
-from harness.results import atomic_write_text, check_writable_dir, load_results, write_result
+from harness.report.leaderboard import render
+from harness.report.results import atomic_write_text, check_writable_dir, load_results, write_result
 
 
 def _result(method, seed, abs_rel, pid="p1", profile="synth_benchmark", extra=None):

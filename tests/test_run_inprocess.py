@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from harness.config import build_run_config
-from harness.plugins import PluginHost
-from harness.run import run
+from harness.config.loader import build_run_config
+from harness.host.manager import PluginHost
+from harness.pipeline.run import run
 from tests.plugins import sample_method, sample_metric
 
 

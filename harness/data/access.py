@@ -2,7 +2,7 @@
 
 Used by ``harness data export-gt``, ``harness data check`` and ``harness eval``: the dataset
 class comes from the plugin catalog, the split's keyword arguments and the evaluation protocol
-from the dataset's config file (``harness/configs/_base_/datasets/<name>.py``), so the CLI
+from the dataset's config file (``harness/config/configs/_base_/datasets/<name>.py``), so the CLI
 tools evaluate exactly like ``harness run`` does.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.evaluate import Protocol
+from harness.eval.protocol import Protocol
 
 __all__ = ["OpenSplit", "open_split", "split_protocol"]
 
@@ -37,7 +37,7 @@ def _dataset_config(entry) -> dict:
     path = entry.extra.get("config")
     if not path:
         return {}
-    from harness.config import load_file
+    from harness.config.loader import load_file
 
     cfg = load_file(path, f"dataset {entry.name!r} config")
     data = cfg.get("data")
@@ -64,7 +64,7 @@ def open_split(
     if split_file is not None and not Path(split_file).is_file():
         raise HarnessError(f"option --split-file {split_file}: no such file")
     if host is None:
-        from harness.plugins import PluginHost
+        from harness.host.manager import PluginHost
 
         host = PluginHost()
     catalog = host.catalog

@@ -43,7 +43,7 @@ class Strategy(nn.Module):
     student_needs: Needs = Needs(depth=True)
     eval_scale_policy: str | None = None
     #: batch key -> teacher output ("disp", "depth" or "aux:<name>") computed once by the
-    #: configured frozen teacher and stored beside the data (see ``harness.precompute``)
+    #: configured frozen teacher and stored beside the data (see ``harness.pipeline.precompute``)
     precompute: dict[str, str] = {}
 
     #: weights of the named loss terms; ``method.loss_weights`` in the config overrides them

@@ -15,7 +15,7 @@
       }
     }
 
-The protocol id of an entry is computed exactly as a run's (:class:`harness.evaluate.Protocol`).
+The protocol id of an entry is computed exactly as a run's (:class:`harness.eval.protocol.Protocol`).
 ``split_hash`` may be given; otherwise it is the hash of the bundled split file
 ``harness/splits/<split>/test_files.txt`` (the KITTI loader's rule). An entry whose protocol is
 incomplete (e.g. the paper does not state its input resolution) has no id and is never shown
@@ -29,7 +29,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.evaluate import Protocol
+from harness.eval.protocol import Protocol
 
 SPLITS_DIR = Path(__file__).resolve().parent.parent / "splits"
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from harness import DepthOutput, HarnessError, LossDict, Needs, Stage, StepContext, Strategy
-from harness.evaluate import flip_post_process
+from harness.eval.protocol import flip_post_process
 
 from .losses import (
     feature_loss,

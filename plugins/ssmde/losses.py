@@ -30,7 +30,7 @@ from harness.distill.losses import (
     ranking_labels,
     ranking_loss,
 )
-from harness.evaluate import masked_median
+from harness.eval.protocol import masked_median
 
 __all__ = [
     "MultiViewMask",

@@ -189,7 +189,7 @@ class SSMDEStrategy(Strategy):
         return [Stage("A", epochs_fraction=fa), Stage("B", epochs_fraction=fb)]
 
     def _stage_epochs(self, stage: Stage) -> int | None:
-        """Epochs of ``stage`` by the harness's rule (``harness.train.stage_epochs``)."""
+        """Epochs of ``stage`` by the harness's rule (``harness.pipeline.train.stage_epochs``)."""
         if stage.epochs is not None:
             return int(stage.epochs)
         if self.total_epochs is None:

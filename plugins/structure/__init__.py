@@ -67,7 +67,7 @@ def harness_configure_run(cfg):
         import harness
 
         mine = Config.fromfile(str(CONFIG))
-        default = Config.fromfile(str(Path(harness.__file__).parent / "configs" / "synth_benchmark.py"))
+        default = Config.fromfile(str(Path(harness.__file__).parent / "config" / "configs" / "synth_benchmark.py"))
         base_tt = _plain(default.get("teacher_train"))
         train = _plain(mine.teacher_train)
         train.update({k: v for k, v in _plain(cfg.get("teacher_train")).items() if base_tt.get(k, object()) != v})

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.evaluate import Protocol, evaluate_depth_fn
-from harness.plugins import PluginHost
+from harness.eval.protocol import Protocol, evaluate_depth_fn
+from harness.host.manager import PluginHost
 
 from .perturb import OPERATORS
 

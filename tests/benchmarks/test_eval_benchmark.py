@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from harness.evaluate import METRIC_NAMES, Protocol, compute_metrics
+from harness.eval.protocol import METRIC_NAMES, Protocol, compute_metrics
 
 B, H, W = 8, 375, 1242
 

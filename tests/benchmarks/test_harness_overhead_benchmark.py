@@ -38,7 +38,7 @@ from mmengine.hooks import Hook
 
 from harness.distill.losses import silog
 from harness.models.student import MonoStudent
-from harness.train import DistillModel, StrategyHook, run_stage
+from harness.pipeline.train import DistillModel, StrategyHook, run_stage
 from harness.types import Stage, StepContext
 from stereodistill_plugins.baseline.strategy import BaselineStrategy, _up
 

@@ -5,7 +5,7 @@ Data: 1242 x 375 frames with the real 2011_09_26 calibration and HDL-64-like sca
 
 * GT export: :meth:`KittiDataset.eval_gt` (read ``.bin``, Eigen export, vectorised) vs
   ``reference.eigen_gt_per_point`` (the same steps one point at a time in Python).
-* Evaluation: :func:`harness.eval_predictions.score` (what ``harness eval`` runs, sparse
+* Evaluation: :func:`harness.eval.predictions.score` (what ``harness eval`` runs, sparse
   bilinear sampling at the GT points, NumPy segment reductions) on 640 x 192 disparities vs
   ``reference.metrics_per_pixel`` (every pixel visited in Python) — and, for the record, vs the
   Monodepth2-style per-image NumPy loop ``reference.metrics_numpy_per_image``.
@@ -26,8 +26,8 @@ import torch
 
 from harness.data import formats
 from harness.data.kitti import KittiDataset
-from harness.eval_predictions import Predictions, score
-from harness.evaluate import METRIC_NAMES, Protocol
+from harness.eval.predictions import Predictions, score
+from harness.eval.protocol import METRIC_NAMES, Protocol
 from tests.data_real import reference
 
 W, H = 1242, 375

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-HARNESS = [sys.executable, "-m", "harness.cli"]
+HARNESS = [sys.executable, "-m", "harness.cli.app"]
 
 
 def harness(*args, env=None, cwd=None, timeout=600):

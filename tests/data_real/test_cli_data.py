@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.cli import main
+from harness.cli.app import main
 from harness.data.drivingstereo import DrivingStereoDataset
 from harness.data.kitti import KittiDataset
 from tests.data_real import fixtures
@@ -132,7 +132,7 @@ def test_eval_resizes_disparity_and_mixed_gt_sizes(capsys, kitti_root, kitti_spl
     # same as the dense reference path, frame by frame
     import torch
 
-    from harness.evaluate import MetricAccumulator, Protocol, compute_metrics, resize_prediction
+    from harness.eval.protocol import MetricAccumulator, Protocol, compute_metrics, resize_prediction
     p = Protocol.from_dict({k: v for k, v in rep["protocol"].items() if k != "id"})
     ds = KittiDataset(root, str(kitti_split_file))
     acc = MetricAccumulator(p)
@@ -234,7 +234,7 @@ def test_bad_files(capsys, kitti_copy, ds_copy, tmp_path):
 def test_subprocess_error_has_no_traceback(kitti_root, tmp_path):
     root, _ = kitti_root
     np.savez(tmp_path / "p.npz", depth=np.ones((3, 8, 8), np.float32))
-    out = subprocess.run([sys.executable, "-m", "harness.cli", "eval", "--predictions", str(tmp_path / "p.npz"),
+    out = subprocess.run([sys.executable, "-m", "harness.cli.app", "eval", "--predictions", str(tmp_path / "p.npz"),
                           "--dataset", "kitti", "--data-root", str(root), "--split", "eigen"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "Traceback" not in out.stderr
@@ -297,7 +297,7 @@ def test_split_protocols_from_the_dataset_config(kitti_root):
 def test_eval_flip_post_processing(capsys, kitti_root, kitti_split_file, tmp_path):
     import torch
 
-    from harness.evaluate import MetricAccumulator, Protocol, compute_metrics, flip_post_process, resize_disparity
+    from harness.eval.protocol import MetricAccumulator, Protocol, compute_metrics, flip_post_process, resize_disparity
 
     root, _ = kitti_root
     rng = np.random.default_rng(2)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.evaluate import (
+from harness.eval.protocol import (
     METRIC_NAMES,
     MetricAccumulator,
     Protocol,
@@ -17,7 +17,7 @@ from harness.evaluate import (
     resize_disparity,
     sample_resized,
 )
-from harness.eval_predictions import Predictions, score
+from harness.eval.predictions import Predictions, score
 
 
 def _protocol(**kw) -> Protocol:
@@ -173,7 +173,7 @@ def test_sparse_path_equals_per_pixel_reference(scale, crop, gt_mask):
 
 def test_torch_sparse_path_equals_numpy_path():
     """The torch implementation (used for CUDA tensors) agrees with the NumPy one."""
-    from harness.evaluate import _compute_metrics_sparse_torch
+    from harness.eval.protocol import _compute_metrics_sparse_torch
 
     gen = torch.Generator().manual_seed(5)
     gt = torch.rand(2, 1, 50, 161, generator=gen) * 90 * (torch.rand(2, 1, 50, 161, generator=gen) < 0.2)

@@ -5,7 +5,7 @@ Each spawned rank joins a localhost process group, wraps the harness's ``Distill
 pytorch`` does, takes its shard from mmengine's ``DefaultSampler`` and runs one backward pass
 (DDP averages the gradients), then scores a 5-sample validation set (unequal shards; the
 sampler pads rank 1 with a repeated sample) with the harness's ``DepthValMetric`` through
-mmengine's ``Evaluator`` and with :func:`harness.run.evaluate_split`. The single-process
+mmengine's ``Evaluator`` and with :func:`harness.pipeline.run.evaluate_split`. The single-process
 reference does the same without a process group. Gradients must be allclose, metrics equal.
 
 Two facts of data parallelism, not of the harness, shape the set-up: the loss is a mean of
@@ -25,12 +25,12 @@ import torch.multiprocessing as mp
 from mmengine.dataset import DefaultSampler
 from mmengine.evaluator import Evaluator
 
-from harness import distributed
+from harness.pipeline import distributed
 from harness.distill.losses import silog
 from harness.distill.strategy import Strategy
-from harness.evaluate import Protocol
+from harness.eval.protocol import Protocol
 from harness.models.student import MonoStudent
-from harness.train import DepthValMetric, DistillModel
+from harness.pipeline.train import DepthValMetric, DistillModel
 from harness.types import LossDict, Stage, StepContext
 
 B, H, W = 2, 64, 96  # per-rank batch; the single process takes 2 * B
@@ -109,7 +109,7 @@ def _run(model, wrapped) -> dict:
             data = _collate(val, shard[start:start + 2])
             evaluator.process(data_samples=model(mode="predict", **data), data_batch=data)
         val_metrics = evaluator.evaluate(len(val))
-        from harness.run import evaluate_split
+        from harness.pipeline.run import evaluate_split
 
         ctx = SimpleNamespace(cfg=SimpleNamespace(evaluate={"batch_size": 2}), progress=False, device="cpu",
                               extra_metrics={})

@@ -8,9 +8,11 @@ import torch
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.optim.optimizer import amp_optimizer_wrapper
 
-from harness import cli, distributed, resources
+from harness.cli import app as cli
+
+from harness.pipeline import distributed, resources
 from harness.errors import HarnessError
-from harness.train import DevicePreprocessor, amp_dtype, build_optim_wrapper
+from harness.pipeline.train import DevicePreprocessor, amp_dtype, build_optim_wrapper
 
 SCHEDULE = dict(optimizer=dict(type="AdamW", lr=1e-3), clip_grad=None)
 

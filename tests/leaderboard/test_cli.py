@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from harness import cli
+from harness.cli import app as cli
 
 from .helpers import COST, fake_result, write
 
@@ -72,7 +72,7 @@ def test_seed_and_seeds_are_exclusive(capsys):
 
 
 def test_seeds_run_each_seed_in_turn_with_its_own_work_dir(tmp_path, monkeypatch, capsys):
-    import harness.run
+    import harness.pipeline.run
 
     calls = []
 
@@ -82,7 +82,7 @@ def test_seeds_run_each_seed_in_turn_with_its_own_work_dir(tmp_path, monkeypatch
         result = {"metrics": {"student": {"abs_rel": 0.5}}, "timings": {"total_s": 1.0}}
         return result, results_dir / f"seed{cfg.seed}.json"
 
-    monkeypatch.setattr(harness.run, "run", fake_run)
+    monkeypatch.setattr(harness.pipeline.run, "run", fake_run)
     argv = ["run", "--method", "baseline", "--quick", "--seeds", "2,0", "--results", str(tmp_path / "r"),
             "--work-dir", str(tmp_path / "w")]
     assert cli.main(argv) == 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.cost import (count_flops, model_cost, peak_tensor_bytes, recorded_cost, result_cost,
+from harness.report.cost import (count_flops, model_cost, peak_tensor_bytes, recorded_cost, result_cost,
                           result_cost_provider)
 from harness.errors import HarnessError
 

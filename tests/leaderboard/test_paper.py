@@ -2,8 +2,8 @@
 import hashlib
 import json
 
-from harness.evaluate import Protocol
-from harness.plugins import PluginHost
+from harness.eval.protocol import Protocol
+from harness.host.manager import PluginHost
 from harness.report.paper import SPLITS_DIR, load_paper, protocol_id, reported_for, reported_numbers
 
 KITTI = {"dataset": "kitti", "split": "eigen", "gt_source": "velodyne", "crop": "garg", "min_depth": 0.001,

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 
 from harness.errors import HarnessError
-from harness.leaderboard import build_tables, render
+from harness.report.leaderboard import build_tables, render
 from harness.report.table import MISSING
 
 from .helpers import COST, fake_result

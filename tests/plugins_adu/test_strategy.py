@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from harness import HarnessError, Strategy, StepContext
-from harness.config import build_run_config, section
+from harness.config.loader import build_run_config, section
 from harness.models.stereo_teacher import StereoTeacher
 from harness.models.student import MonoStudent
-from harness.plugins import PluginHost
+from harness.host.manager import PluginHost
 from stereodistill_plugins import adu
 from stereodistill_plugins.adu.strategy import (
     ADUStrategy,

@@ -96,7 +96,7 @@ def test_profiles_compose_their_control_rows():
     stereo-median profile inherits both and only changes the evaluation scale."""
     from pathlib import Path
 
-    from harness.config import load_file
+    from harness.config.loader import load_file
 
     folder = Path(__file__).resolve().parents[2] / "plugins" / "baseline" / "configs"
     stereo = load_file(folder / "synth_small_stereo.py", "--config")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import stereodistill_plugins.recursive as recursive
-from harness.plugins import PluginHost
+from harness.host.manager import PluginHost
 from stereodistill_plugins.recursive.models import RSDMonoNet, RSDStereoNet
 
 H, W = 64, 96

@@ -9,7 +9,7 @@ from mmengine.config import Config
 
 import stereodistill_plugins.recursive as recursive
 from harness import HarnessError, StepContext
-from harness.train import stage_epochs
+from harness.pipeline.train import stage_epochs
 from stereodistill_plugins.recursive.losses import (
     feature_loss,
     mono_self_terms,
@@ -175,7 +175,7 @@ def test_predict_flip_fusion_and_metric_depth(fusion):
     if fusion == "none":
         want = d
     elif fusion == "mean":
-        from harness.evaluate import flip_post_process
+        from harness.eval.protocol import flip_post_process
 
         want = flip_post_process(d, torch.flip(d_f, dims=[-1]))
     else:

@@ -7,9 +7,9 @@ import json
 import pytest
 
 import stereodistill_plugins.selective as plugin
-from harness.config import build_run_config
-from harness.plugins import PluginHost
-from harness.run import run
+from harness.config.loader import build_run_config
+from harness.host.manager import PluginHost
+from harness.pipeline.run import run
 
 TERMS = {"photo", "smooth", "proxy", "mask", "ts"}
 

@@ -11,7 +11,7 @@ from harness import HarnessError, StepContext
 from harness.models.sgbm import SGBMTeacher
 from harness.models.stereo_teacher import StereoTeacher
 from harness.models.student import MonoStudent
-from harness.plugins import PluginHost
+from harness.host.manager import PluginHost
 from stereodistill_plugins.selective.strategy import SelectiveStrategy, partner_on_left
 
 B, H, W = 2, 64, 128

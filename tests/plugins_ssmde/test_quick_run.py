@@ -6,9 +6,9 @@ import json
 import pytest
 
 import stereodistill_plugins.ssmde as plugin
-from harness.config import build_run_config
-from harness.plugins import PluginHost
-from harness.run import run
+from harness.config.loader import build_run_config
+from harness.host.manager import PluginHost
+from harness.pipeline.run import run
 
 
 @pytest.mark.slow

@@ -6,8 +6,8 @@ import torch
 
 import stereodistill_plugins.ssmde as plugin
 from harness import HarnessError, Stage
-from harness.config import build_run_config
-from harness.plugins import PluginHost
+from harness.config.loader import build_run_config
+from harness.host.manager import PluginHost
 from stereodistill_plugins.ssmde import SSMDEStrategy, forgetting_factor
 
 

@@ -9,8 +9,8 @@ import torch
 
 import stereodistill_plugins.ssmde as plugin
 from harness import HarnessError, StepContext
-from harness.config import load_file
-from harness.plugins import PluginHost
+from harness.config.loader import load_file
+from harness.host.manager import PluginHost
 from stereodistill_plugins.ssmde import SSMDEStrategy
 
 from .helpers import make, tiny_batch

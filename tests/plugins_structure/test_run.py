@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from harness.config import build_run_config
-from harness.plugins import PluginHost
-from harness.run import run
+from harness.config.loader import build_run_config
+from harness.host.manager import PluginHost
+from harness.pipeline.run import run
 
 import stereodistill_plugins.structure as plugin
 
@@ -20,7 +20,7 @@ def test_registers_method_and_semantic_teacher():
 
 @pytest.mark.parametrize("profile", [None, "synth_small"])
 def test_configure_run_keeps_the_semantic_teacher(profile):
-    from harness.config import CONFIG_DIR
+    from harness.config.loader import CONFIG_DIR
 
     host = PluginHost(autoload=False, extra_plugins=[plugin])
     cfg = build_run_config(method="structure", method_config=str(plugin.CONFIG),

@@ -9,7 +9,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 from harness.data import formats
-from harness.plugins import PluginHost
+from harness.host.manager import PluginHost
 
 INPUT_SIZE = (64, 96)
 

@@ -1,8 +1,8 @@
-"""harness.colormap: a perceptual table, near = bright, invalid = black."""
+"""harness.report.colormap: a perceptual table, near = bright, invalid = black."""
 import numpy as np
 import pytest
 
-from harness.colormap import LUT, colorize
+from harness.report.colormap import LUT, colorize
 
 
 def _luma(rgb):

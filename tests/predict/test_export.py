@@ -1,10 +1,10 @@
-"""harness.export: the student alone, checked against the eager model, with its report."""
+"""harness.deploy.export: the student alone, checked against the eager model, with its report."""
 import sys
 
 import pytest
 import torch
 
-from harness import export
+from harness.deploy import export
 from harness.errors import HarnessError
 from harness.models.student import MonoStudent
 

@@ -1,4 +1,4 @@
-"""harness.predict: inputs, checkpoint resolution and loading, output files, teachers."""
+"""harness.deploy.predict: inputs, checkpoint resolution and loading, output files, teachers."""
 import json
 
 import cv2
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import predict
+from harness.deploy import predict
 from harness.data import formats
 from harness.errors import HarnessError
 from harness.models.sgbm import SGBMTeacher

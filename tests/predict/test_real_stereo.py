@@ -1,10 +1,10 @@
 """A real rectified pair shipped with scikit-image (Middlebury 2014 'motorcycle', 1/4 size, with
-GT disparity; NaN/inf = no GT): the SGBM teacher through ``harness.predict``."""
+GT disparity; NaN/inf = no GT): the SGBM teacher through ``harness.deploy.predict``."""
 import numpy as np
 import pytest
 from skimage import data
 
-from harness import predict
+from harness.deploy import predict
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import types
 import numpy as np
 import pytest
 
-import harness.run  # noqa: F401 (monkeypatched)
+import harness.pipeline.run  # noqa: F401 (monkeypatched)
 
-from harness import results
+from harness.report import results
 from harness.errors import RunFailure
 from tests.data_real import fixtures
 from tests.reliability.conftest import error_line, run_cli
@@ -135,7 +135,7 @@ class _FullDiskFile:
 
 @pytest.fixture
 def full_disk(monkeypatch):
-    """``harness.results`` sees a disk that fills up during the next write."""
+    """``harness.report.results`` sees a disk that fills up during the next write."""
     fake = types.SimpleNamespace(**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
     fake.fdopen = lambda fd, *a, **k: _FullDiskFile(os.fdopen(fd, *a, **k))
     monkeypatch.setattr(results, "os", fake)
@@ -154,7 +154,7 @@ def test_disk_full_while_writing_a_result_keeps_the_old_file(tmp_path, full_disk
 @pytest.mark.slow
 def test_disk_full_at_the_end_of_a_run_is_one_line_exit_1(capsys, tmp_path, monkeypatch, full_disk, sample_plugins):
     monkeypatch.setenv("STEREODISTILL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(harness.run, "write_run_record", lambda *a, **k: None)  # the disk fills up later
+    monkeypatch.setattr(harness.pipeline.run, "write_run_record", lambda *a, **k: None)  # the disk fills up later
     res = tmp_path / "results"
     line = error_line(run_cli(capsys, "run", "--method", "noisy", "--quick", "--results", res, "--work-dir",
                               tmp_path / "w", "--cfg-options", "evaluate.teacher=False", "evaluate.mean_depth=False",

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from harness.checkpoint import CheckpointWarning, is_complete, resumable_checkpoint, save_atomically
+from harness.pipeline.checkpoint import CheckpointWarning, is_complete, resumable_checkpoint, save_atomically
 from harness.errors import RunFailure
 
 

@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
-from harness import teacher_cache
-from harness.results import load_results, write_result
+from harness.pipeline import teacher_cache
+from harness.report.results import load_results, write_result
 from tests.reliability.conftest import REPO, harness_cmd, subprocess_env
 
 

@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 
-from harness.checkpoint import is_complete
+from harness.pipeline.checkpoint import is_complete
 from harness.errors import RunFailure
-from harness.guards import LossGuard, first_non_finite
+from harness.pipeline.loss_guard import LossGuard, first_non_finite
 from tests.reliability.conftest import error_line, run_cli
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from harness import HarnessError, hookimpl
-from harness.config import build_run_config
-from harness.plugins import PluginHost, PluginWarning
+from harness.config.loader import build_run_config
+from harness.host.manager import PluginHost, PluginWarning
 from tests.reliability import faulty_hooks
 from tests.reliability.conftest import run_cli
 

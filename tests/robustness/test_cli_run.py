@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from harness import cli
-from harness.config import build_run_config
+from harness.cli import app as cli
+from harness.config.loader import build_run_config
 from harness.data import corruptions as C
 from harness.data import formats
 from harness.errors import HarnessError
-from harness.plugins import PluginHost
-from harness.run import run
+from harness.host.manager import PluginHost
+from harness.pipeline.run import run
 from tests.plugins import sample_method
 
 

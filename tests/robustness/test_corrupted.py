@@ -7,7 +7,7 @@ import torch
 
 from harness.data import corruptions as C
 from harness.data import formats
-from harness.data.corrupted import (
+from harness.data.corrupted_views import (
     CorruptedView,
     DrivingStereoCDataset,
     KittiCDataset,
@@ -19,7 +19,7 @@ from harness.data.corrupted import (
 )
 from harness.data.synth_dataset import SynthDataset
 from harness.errors import HarnessError
-from harness.plugins import PluginHost
+from harness.host.manager import PluginHost
 from tests.data_real import fixtures
 
 NEED = frozenset({"image", "depth_gt", "depth_gt_mask", "meta"})

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import robustness
-from harness.config import build_run_config
-from harness.plugins import PluginHost
-from harness.run import RunContext, evaluate_split
+from harness.eval import robustness
+from harness.config.loader import build_run_config
+from harness.host.manager import PluginHost
+from harness.pipeline.run import RunContext, evaluate_split
 from tests.data_real import fixtures
 
-CONFIGS = Path(__file__).resolve().parents[2] / "harness" / "configs" / "_base_" / "datasets"
+CONFIGS = Path(__file__).resolve().parents[2] / "harness" / "config" / "configs" / "_base_" / "datasets"
 
 
 def _ctx(tmp_path, dataset: str, root: Path, options: list[str]) -> RunContext:

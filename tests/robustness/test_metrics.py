@@ -6,10 +6,12 @@ import json
 
 import pytest
 
-from harness import leaderboard, robustness
+from harness.report import leaderboard
+
+from harness.eval import robustness
 from harness.data.corruptions import CORRUPTIONS
 from harness.errors import HarnessError
-from harness.robustness import ROBODEPTH_MONODEPTH2, clean_score, corruption_score, dee, summarize
+from harness.eval.robustness import ROBODEPTH_MONODEPTH2, clean_score, corruption_score, dee, summarize
 
 # RoboDepth's DEE2 table of MonoDepth2 R18 *stereo* 640x192 (its get_scores_monodepth2_stereo), test data
 MD2_STEREO_DEE2 = dict(zip(CORRUPTIONS, (0.133, 0.348, 0.161, 0.305, 0.515, 0.234, 0.390, 0.332, 0.264, 0.209,

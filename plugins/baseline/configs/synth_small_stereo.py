@@ -2,7 +2,7 @@
 # baseline trained from the stereo pair alone (photometric + smoothness, normalised baseline 0.1,
 # scored in metres through the 5.4 stereo factor): the control row for the stereo
 # self-supervised methods (`selective`, `recursive`). Only for `--method baseline`.
-schedule = dict(epochs=6, val_interval=3)  # = harness/configs/synth_small.py
+schedule = dict(epochs=6, val_interval=3)  # = harness/config/configs/synth_small.py
 method = dict(supervision="stereo")
 # Same student; only its disparity heads start at sigmoid 0.03 (about 6 px of disparity at
 # 96x320 with the normalised baseline, near the data's median) instead of 0.5 (about 90 px, wider

@@ -4,4 +4,4 @@
 #       --cfg-options method.supervision=stereo --seed S
 # so its result files (profile "synth_small_stereo") sit beside, and never overwrite, the
 # ground-truth-supervised baseline files of profile "synth_small". Nothing else changes.
-_base_ = ["../../../harness/configs/synth_small.py"]
+_base_ = ["../../../harness/config/configs/synth_small.py"]

@@ -17,10 +17,10 @@ from mmengine.model import BaseDataPreprocessor, BaseModel, is_model_wrapper
 from mmengine.runner import Runner
 from torch import nn
 
-from harness import checkpoint, distributed
-from harness.determinism import EpochSeedHook, set_deterministic
+from harness.pipeline import checkpoint, distributed
+from harness.pipeline.determinism import EpochSeedHook, set_deterministic
 from harness.errors import HarnessError
-from harness.guards import TERM_PREFIX, LossGuard
+from harness.pipeline.loss_guard import TERM_PREFIX, LossGuard
 from harness.types import Stage, StepContext
 
 
@@ -47,7 +47,7 @@ class DevicePreprocessor(BaseDataPreprocessor):
 class _LossModel(BaseModel):
     """Common parts: loss parsing that sums only ``loss`` and logs named terms."""
 
-    #: set by :func:`run_stage`; stops training at the first NaN/Inf term (see harness/guards.py)
+    #: set by :func:`run_stage`; stops training at the first NaN/Inf term (see harness/pipeline/loss_guard.py)
     loss_guard: LossGuard | None = None
 
     def __init__(self):
@@ -220,7 +220,7 @@ class DepthValMetric(BaseMetric):
         self.protocol = protocol
 
     def process(self, data_batch, data_samples) -> None:
-        from harness.evaluate import compute_metrics
+        from harness.eval.protocol import compute_metrics
 
         pred = torch.stack([d["pred"] for d in data_samples]).float().cpu()
         gt = torch.stack([d["gt"] for d in data_samples]).float().cpu()

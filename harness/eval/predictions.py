@@ -11,12 +11,12 @@ Predictions: a ``.npz`` file (read with ``allow_pickle=False``) holding ONE of
 shaped ``N x H x W`` or ``N x 1 x H x W`` with ``N`` = the number of frames of the split, in
 split order. An optional second array ``depth_flipped`` / ``disparity_flipped`` (same key kind,
 same shape: the predictions for the horizontally mirrored images, still mirrored) switches on
-Monodepth flip post-processing (:func:`harness.evaluate.flip_post_process`, on disparities,
+Monodepth flip post-processing (:func:`harness.eval.protocol.flip_post_process`, on disparities,
 before resizing; recorded as ``flip_pp`` in the protocol).
 
 A prediction of another size than a frame's GT is resized the Monodepth2 way:
 its disparity ``1 / depth`` bilinearly (half-pixel centres), then inverted; only the valid GT
-pixels are interpolated (:func:`harness.evaluate.compute_metrics_sparse`).
+pixels are interpolated (:func:`harness.eval.protocol.compute_metrics_sparse`).
 
 Values must be finite and positive: NaN, infinite, zero or negative predictions are refused
 with one line giving their count and the first frame (``depth = 0`` has no meaning and
@@ -37,7 +37,7 @@ import torch
 
 from harness.data.access import OpenSplit, open_split, split_protocol
 from harness.errors import HarnessError
-from harness.evaluate import MetricAccumulator, Protocol, compute_metrics_sparse, flip_post_process
+from harness.eval.protocol import MetricAccumulator, Protocol, compute_metrics_sparse, flip_post_process
 
 __all__ = ["Predictions", "load_predictions", "score", "evaluate_predictions", "format_table"]
 
@@ -223,7 +223,7 @@ def _round(v):
 
 
 def _now() -> str:
-    from harness.results import now_iso
+    from harness.report.results import now_iso
 
     return now_iso()
 
@@ -249,7 +249,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:
-    from harness.results import atomic_write_text
+    from harness.report.results import atomic_write_text
 
     path = Path(path)
     try:

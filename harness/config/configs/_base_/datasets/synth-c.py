@@ -2,7 +2,7 @@
 # corruptions (18 x 5, corrupted on the fly at the network input size). `--dataset synth-c`
 # equals `--dataset synth --eval-robustness` (different dataset name, so different protocol ids).
 data = dict(dataset="synth-c")
-# the other evaluate.robustness keys keep harness.robustness.DEFAULTS
+# the other evaluate.robustness keys keep harness.eval.robustness.DEFAULTS
 evaluate = dict(
     robustness=dict(
         enabled=True,

@@ -3,7 +3,7 @@
 # test split (2000 weather frames: consider evaluate.robustness.max_frames).
 _base_ = ["drivingstereo.py"]
 data = dict(dataset="drivingstereo-c")
-# the other evaluate.robustness keys keep harness.robustness.DEFAULTS
+# the other evaluate.robustness keys keep harness.eval.robustness.DEFAULTS
 evaluate = dict(
     robustness=dict(
         enabled=True,

@@ -27,12 +27,12 @@ from typing import Any
 import torch
 from filelock import FileLock
 
-from harness import checkpoint, distributed
+from harness.pipeline import checkpoint, distributed
 from harness.errors import HarnessWarning, RunFailure
-from harness.results import atomic_write_text
+from harness.report.results import atomic_write_text
 
 CACHE_ENV = "STEREODISTILL_CACHE"
-CACHE_FORMAT = 2  # 2: seeded initial weights and per-epoch reseeding (harness/determinism.py)
+CACHE_FORMAT = 2  # 2: seeded initial weights and per-epoch reseeding (harness/pipeline/determinism.py)
 
 
 class CacheWarning(HarnessWarning):

@@ -239,7 +239,7 @@ def _one_line_harness_warnings(show):
 
 
 def _host():
-    from harness.plugins import PluginHost, emit_plugin_warnings
+    from harness.host.manager import PluginHost, emit_plugin_warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -268,9 +268,9 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from harness import results
-    from harness.config import build_run_config
-    from harness.run import run
+    from harness.report import results
+    from harness.config.loader import build_run_config
+    from harness.pipeline.run import run
 
     host = _host()
     catalog = host.catalog
@@ -335,9 +335,9 @@ def _work_dir(args, seed: int, several: bool) -> Path:
 def _configure_robustness(cfg, args, options: list[str]) -> None:
     """Robustness (issue 9): ``--eval-robustness``/``--corruption``/``--severity``, then the
     ``--cfg-options evaluate.robustness.KEY=VALUE`` items, over the config's ``evaluate.robustness``
-    (the key is optional in configs: its defaults live in ``harness.robustness.DEFAULTS``)."""
-    from harness import robustness
-    from harness.config import parse_cfg_options
+    (the key is optional in configs: its defaults live in ``harness.eval.robustness.DEFAULTS``)."""
+    from harness.eval import robustness
+    from harness.config.loader import parse_cfg_options
     from harness.errors import HarnessError
 
     current = (cfg.get("evaluate") or {}).get("robustness") or {}
@@ -360,8 +360,8 @@ def _configure_robustness(cfg, args, options: list[str]) -> None:
 
 
 def resolve_profile(config: str | None) -> str | None:
-    """``--config NAME`` may name a bundled profile in ``harness/configs`` instead of a file."""
-    from harness.config import CONFIG_DIR
+    """``--config NAME`` may name a bundled profile in ``harness/config/configs`` instead of a file."""
+    from harness.config.loader import CONFIG_DIR
 
     if config and not Path(config).exists() and (CONFIG_DIR / f"{config}.py").is_file():
         return str(CONFIG_DIR / f"{config}.py")
@@ -369,16 +369,16 @@ def resolve_profile(config: str | None) -> str | None:
 
 
 def cmd_leaderboard(args) -> int:
-    from harness.leaderboard import render, render_robustness
-    from harness.results import atomic_write_text, load_results
+    from harness.report.leaderboard import render, render_robustness
+    from harness.report.results import atomic_write_text, load_results
 
     results = load_results(args.results)  # files that are not results: one warning line each
     if args.robustness:
         text = render_robustness(results, fmt=args.format, reference=args.robustness_reference)
     else:
-        from harness.cost import result_cost_provider
+        from harness.report.cost import result_cost_provider
         from harness.report.paper import reported_numbers
-        from harness.teacher_cache import cache_root
+        from harness.pipeline.teacher_cache import cache_root
 
         from harness.errors import HarnessWarning
 
@@ -400,9 +400,9 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_visualize(args) -> int:
-    from harness import visualize
+    from harness.report import visualize
     from harness.errors import HarnessError
-    from harness.results import load_results
+    from harness.report.results import load_results
 
     if args.frames < 1:
         raise HarnessError(f"option --frames: must be >= 1, got {args.frames}")
@@ -435,7 +435,7 @@ def cmd_data(args) -> int:
 def cmd_data_synth(args) -> int:
     from harness.data import synth
     from harness.errors import HarnessError
-    from harness.train import progress_callback
+    from harness.pipeline.train import progress_callback
 
     if args.frames < 1:
         raise HarnessError(f"option --frames: must be >= 1, got {args.frames}")
@@ -452,7 +452,7 @@ def cmd_data_synth(args) -> int:
 
 
 def cmd_data_export_gt(args) -> int:
-    from harness.export_gt import export_gt
+    from harness.data.export_gt import export_gt
 
     stats = export_gt(dataset=args.dataset, data_root=args.data_root, out=args.out, split=args.split,
                       split_file=args.split_file, host=_host())
@@ -509,16 +509,16 @@ def cmd_data_corrupt(args) -> int:
 
 
 def _data_corrupt_dataset(args, conds) -> int:
-    from harness.config import load_file
-    from harness.data.corrupted import BASE_OF, export_corrupted
+    from harness.config.loader import CONFIG_DIR, load_file
+    from harness.data.corrupted_views import BASE_OF, export_corrupted
     from harness.errors import HarnessError
-    from harness.teacher_cache import cache_root
-    from harness.train import progress_callback
+    from harness.pipeline.teacher_cache import cache_root
+    from harness.pipeline.train import progress_callback
 
     name = BASE_OF.get(args.dataset, args.dataset)
     host = _host()
     entry = host.catalog.get("datasets", name)
-    cfg_file = entry.extra.get("config") or str(Path(__file__).parent / "configs" / "_base_" / "datasets" / "synth.py")
+    cfg_file = entry.extra.get("config") or str(CONFIG_DIR / "_base_" / "datasets" / "synth.py")
     data = load_file(cfg_file, "dataset config").to_dict()["data"]
     if args.data_root:
         root = Path(args.data_root)
@@ -546,7 +546,7 @@ def _data_corrupt_dataset(args, conds) -> int:
 
 
 def cmd_eval(args) -> int:
-    from harness.eval_predictions import evaluate_predictions, format_table, write_report
+    from harness.eval.predictions import evaluate_predictions, format_table, write_report
 
     overrides = {"crop": args.crop, "gt_mask": args.gt_mask, "min_depth": args.min_depth, "max_depth": args.max_depth}
     report = evaluate_predictions(
@@ -563,10 +563,10 @@ def cmd_eval(args) -> int:
 
 def cmd_predict(args) -> int:
     """Issue 13: a student on images, or a stereo teacher on a pair."""
-    from harness import predict
+    from harness.deploy import predict
     from harness.errors import HarnessError
-    from harness.teacher_cache import cache_root
-    from harness.train import progress_callback
+    from harness.pipeline.teacher_cache import cache_root
+    from harness.pipeline.train import progress_callback
 
     if args.teacher:
         if args.input or args.config:
@@ -610,7 +610,7 @@ def cmd_predict(args) -> int:
 
 def cmd_export(args) -> int:
     """Issue 13: the student alone as TorchScript/ONNX, checked and timed."""
-    from harness import export, predict
+    from harness.deploy import export, predict
     from harness.errors import HarnessError
 
     if args.runs < 1:

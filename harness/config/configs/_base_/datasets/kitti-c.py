@@ -5,7 +5,7 @@
 # used for the clean condition).
 _base_ = ["kitti.py"]
 data = dict(dataset="kitti-c")
-# the other evaluate.robustness keys keep harness.robustness.DEFAULTS
+# the other evaluate.robustness keys keep harness.eval.robustness.DEFAULTS
 evaluate = dict(
     robustness=dict(
         enabled=True,

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from harness.plugins import hookimpl
+from harness.host.manager import hookimpl
 
 __version__ = "0.1.0"
 
 
-_DATASET_CONFIGS = Path(__file__).parent / "configs" / "_base_" / "datasets"
+_DATASET_CONFIGS = Path(__file__).resolve().parent.parent / "config" / "configs" / "_base_" / "datasets"
 
 
 @hookimpl
@@ -42,7 +42,7 @@ def harness_register_datasets(register):
         config=str(_DATASET_CONFIGS / "drivingstereo.py"),
     )
     # --- robustness (issue 9): corrupted views, clean for training, --eval-robustness implied ---
-    from harness.data.corrupted import DrivingStereoCDataset, KittiCDataset, SynthCDataset
+    from harness.data.corrupted_views import DrivingStereoCDataset, KittiCDataset, SynthCDataset
 
     register("synth-c", SynthCDataset, prepare=prepare_synth, config=str(_DATASET_CONFIGS / "synth-c.py"),
              description="synth + KITTI-C corruptions (18 x 5, on the fly); evaluates all conditions")
@@ -71,7 +71,7 @@ def harness_register_teachers(register):
 
 @hookimpl
 def harness_register_metrics(register):
-    from harness.evaluate import LOWER_IS_BETTER, METRIC_DESCRIPTIONS, METRIC_NAMES
+    from harness.eval.protocol import LOWER_IS_BETTER, METRIC_DESCRIPTIONS, METRIC_NAMES
 
     for name in METRIC_NAMES:
         register(name, None, description=METRIC_DESCRIPTIONS[name], lower_is_better=name in LOWER_IS_BETTER, builtin=True)

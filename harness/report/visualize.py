@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import checkpoint
+from harness.pipeline import checkpoint
 from harness.errors import HarnessError
-from harness.teacher_cache import cache_root
+from harness.pipeline.teacher_cache import cache_root
 
 EVAL_KEYS = frozenset({"image", "depth_gt", "depth_gt_mask", "meta"})
 
@@ -234,7 +234,7 @@ def qualitative_grid(runs: list[dict[str, Any]], catalog, out: Path, *, frames: 
 
 
 def _to_gt_size(depth: torch.Tensor, gt: np.ndarray, valid: np.ndarray, median: bool) -> np.ndarray:
-    from harness.evaluate import resize_prediction
+    from harness.eval.protocol import resize_prediction
 
     d = resize_prediction(depth.float().cpu(), tuple(gt.shape[-2:]))[:, 0].numpy()
     if median:

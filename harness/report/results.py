@@ -18,7 +18,7 @@ A result is one JSON file per run (``schema_version`` 1)::
       "git_commit": "<sha>" | null,
       "timings": {"total_s": ..., "data_s": ..., "teacher_s": ..., "train_s": ..., "eval_s": ...},
       "device": "cpu" | "cuda" | "cuda:<local rank>",
-      "resources": {                   # peak memory (harness/resources.py)
+      "resources": {                   # peak memory (harness/pipeline/resources.py)
         "peak_rss_mb": ...,            # this process (rank 0): resource.getrusage ru_maxrss
         "peak_rss_children_mb": ...,   # largest finished child (data-loader workers); a forked
                                        # child starts from its parent's RSS, so >= the parent's at fork
@@ -28,12 +28,12 @@ A result is one JSON file per run (``schema_version`` 1)::
       },
       "created": "<ISO 8601 UTC>",
       "work_dir": "<absolute path of the run's work dir (stage checkpoints)>",
-      "cost": {"student": {...}, "teacher": {...} | null},   # harness/cost.py: params, flops,
+      "cost": {"student": {...}, "teacher": {...} | null},   # harness/report/cost.py: params, flops,
                                        # latency_ms, peak_mem_mb (+ latency_gpu_ms, peak_mem_gpu_mb)
       "robustness": {...}              # only with --eval-robustness / a *-c dataset, see below
     }
 
-``robustness`` (``harness/robustness.py``, docs/robustness.md; absent when not evaluated)::
+``robustness`` (``harness/eval/robustness.py``, docs/robustness.md; absent when not evaluated)::
 
     {
       "spec": {"conditions": ["brightness/1", ...], "weather": ["sunny", ...], "seed": 0,

@@ -1,7 +1,7 @@
 """``harness predict``: run a trained student on your own images, or a stereo teacher on a pair.
 
 Student (``predict_images``): the student network alone is rebuilt from a run's recorded
-config (``<work_dir>/run_config.json``, see :func:`harness.run.write_run_record`) through the
+config (``<work_dir>/run_config.json``, see :func:`harness.pipeline.run.write_run_record`) through the
 public registries and filled with the ``student.*`` weights of the run's last checkpoint
 (strategy modules and teachers in the checkpoint are ignored). Each image is resized to the
 training resolution, predicted, and the depth resized back to the image's own size.
@@ -32,11 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness import checkpoint
-from harness.colormap import colorize
+from harness.pipeline import checkpoint
+from harness.report.colormap import colorize
 from harness.data import formats
 from harness.errors import HarnessError
-from harness.run import RUN_RECORD
+from harness.pipeline.run import RUN_RECORD
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 WRAPPER_PREFIX = "student."

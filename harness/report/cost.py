@@ -36,7 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from harness.errors import HarnessError
-from harness.results import atomic_write_text
+from harness.report.results import atomic_write_text
 
 COST_VERSION = 1
 KINDS = {"student": "students", "teacher": "teachers"}

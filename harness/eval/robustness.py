@@ -297,13 +297,13 @@ def evaluate_conditions(ctx, predict: Callable, test_set, protocol, clean_metric
                         method: str, results_dir=None) -> dict[str, Any] | None:
     """Evaluate ``predict`` on every configured condition of ``test_set`` (``None`` when
     ``evaluate.robustness.enabled`` is off). Returns the result file's ``robustness`` record
-    (schema in :mod:`harness.results`)."""
+    (schema in :mod:`harness.report.results`)."""
     s = settings(ctx.cfg)
     if not s["enabled"]:
         return None
-    from harness.data.corrupted import CorruptedView, subsample_indices
-    from harness.run import evaluate_split
-    from harness.train import progress_callback
+    from harness.data.corrupted_views import CorruptedView, subsample_indices
+    from harness.pipeline.run import evaluate_split
+    from harness.pipeline.train import progress_callback
 
     t0 = time.time()
     # the test split again, reading only what evaluate_split uses (images; GT comes from eval_gt)

@@ -13,11 +13,15 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from harness import checkpoint, cost, distributed, precompute, resources, results, robustness, teacher_cache
-from harness.config import section
-from harness.determinism import derived_seed, seed_everything
+from harness.pipeline import checkpoint, distributed, precompute, resources, teacher_cache
+
+from harness.report import cost, results
+
+from harness.eval import robustness
+from harness.config.loader import section
+from harness.pipeline.determinism import derived_seed, seed_everything
 from harness.errors import EnvironmentFailure, HarnessError, RunFailure
-from harness.evaluate import (
+from harness.eval.protocol import (
     MetricAccumulator,
     Protocol,
     compute_metrics,
@@ -25,8 +29,8 @@ from harness.evaluate import (
     resize_prediction,
     valid_mask,
 )
-from harness.plugins import Catalog, PluginHost
-from harness.train import (
+from harness.host.manager import Catalog, PluginHost
+from harness.pipeline.train import (
     DistillModel,
     StrategyHook,
     TeacherTrainModel,

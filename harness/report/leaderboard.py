@@ -4,7 +4,7 @@ Rows are (method, profile) pairs with their seeds aggregated as mean ± sample s
 count; tables are grouped by protocol id and results of different protocols are never ranked
 together. A missing value is shown as ``–`` and never averaged. Beside the metrics: the paper's
 reported number where its protocol id equals the table's (:mod:`harness.report.paper`) and cost
-columns (:mod:`harness.cost`) for every student and teacher row. Formats: github, latex
+columns (:mod:`harness.report.cost`) for every student and teacher row. Formats: github, latex
 (booktabs, best student value bold), csv (raw numbers, ``_std`` columns) and html
 (:mod:`harness.report.html`).
 """
@@ -177,11 +177,11 @@ def robustness_tables(results: list[dict[str, Any]], reference: str = "baseline"
 
     CE is recomputed here against ``reference``: ``"baseline"`` = the mean DEE over the seeds of
     ONE ``baseline`` profile of the same group (the row's own profile, else the only one; see
-    :func:`harness.robustness.choose_reference_profile`), ``"baseline:PROFILE"`` = that profile's,
+    :func:`harness.eval.robustness.choose_reference_profile`), ``"baseline:PROFILE"`` = that profile's,
     or ``"robodepth_monodepth2"`` = RoboDepth's published table. Without a reference (none, or
     several baseline profiles and none chosen), CE cells are missing (mRR never needs one).
     """
-    from harness import robustness
+    from harness.eval import robustness
 
     ref_kind, wanted = robustness.parse_reference(reference, "option --robustness-reference")
     groups: dict[tuple, dict[tuple, dict]] = defaultdict(dict)
@@ -226,8 +226,8 @@ def robustness_tables(results: list[dict[str, Any]], reference: str = "baseline"
 def _robustness_reference(rows: dict, profile: str, ref_kind: str, wanted: str | None,
                           kind: str) -> dict[str, float] | None:
     """The CE reference table of a row of ``profile``: a published table, or the mean DEE of one
-    ``baseline`` profile of the group (see :func:`harness.robustness.choose_reference_profile`)."""
-    from harness import robustness
+    ``baseline`` profile of the group (see :func:`harness.eval.robustness.choose_reference_profile`)."""
+    from harness.eval import robustness
 
     if ref_kind != "baseline":
         return robustness.reference_table(ref_kind, kind)
@@ -239,7 +239,7 @@ def _robustness_reference(rows: dict, profile: str, ref_kind: str, wanted: str |
 
 def render_robustness(results: list[dict[str, Any]], fmt: str = "github", reference: str = "baseline") -> str:
     """The robustness leaderboard: one table per (protocol, robustness spec), rows sorted by mCE."""
-    from harness.robustness import parse_reference
+    from harness.eval.robustness import parse_reference
 
     if fmt not in FORMATS:
         raise HarnessError(f"option --format: {fmt!r} is not one of {', '.join(FORMATS)}")

@@ -1,6 +1,6 @@
 """Assemble a run's mmengine ``Config``: defaults, method, user file, profile, overrides.
 
-Merge order (later wins): ``harness/configs/synth_benchmark.py`` (its ``_base_`` holds the
+Merge order (later wins): ``harness/config/configs/synth_benchmark.py`` (its ``_base_`` holds the
 dataset, model, schedule and runtime defaults) -> the method plugin's config -> the dataset's
 config when ``--dataset`` names another dataset -> ``--config FILE`` -> the ``--quick``
 profile -> ``--cfg-options key=value``. Every file is a plain mmengine Python config and may

@@ -1,0 +1,1 @@
+"""The ``harness`` command line (``app``: the parser and the command handlers)."""

@@ -1,0 +1,1 @@
+"""Run configuration: the config tree (``configs/``) and its merge order (``loader``)."""

@@ -1,0 +1,1 @@
+"""Using trained networks: ``predict`` (depth from images) and ``export`` (TorchScript / ONNX)."""

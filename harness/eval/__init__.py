@@ -1,0 +1,2 @@
+"""Evaluation: the protocol and metrics (``protocol``), saved-prediction scoring (``predictions``)
+and corruption robustness (``robustness``)."""

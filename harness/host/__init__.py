@@ -1,0 +1,1 @@
+"""Plugin host: the pluggy manager (entry points, fault-isolated loading) and the built-in ``core`` plugin."""
