@@ -96,6 +96,9 @@ class Stage:
     ``train`` says which parts receive gradients (``"student"``, ``"teacher"``,
     ``"strategy"``). ``epochs``/``lr``/``batch_size`` of ``None`` take the config's schedule
     values; ``epochs_fraction`` splits the configured epochs between stages instead.
+    ``reset_schedule=False`` continues the previous stage's optimiser state and LR schedule
+    (one schedule spans the chained stages; see :mod:`harness.pipeline.schedule`); ``True``
+    starts a fresh optimiser with its schedule restarted at the stage lr.
     """
 
     name: str

@@ -38,7 +38,9 @@ from harness.pipeline.train import (
     progress_callback,
     run_stage,
     stage_epochs,
+    stage_iters_per_epoch,
 )
+from harness.pipeline.schedule import plan_stages, stage_record
 from harness.types import Needs, StepContext
 
 
@@ -256,24 +258,30 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     if distributed.is_main_process():
         write_run_record(work_dir, cfg, method=method, student=student_name, stages=strategy.stages())
     schedule = section(cfg, "schedule")
-    stage_results: dict[str, Any] = {"losses": {}, "val": {}}
+    stage_results: dict[str, Any] = {"losses": {}, "val": {}, "stages": {}}
     t = time.time()
     val_protocol = ctx.protocol(val_set, strategy.eval_scale_policy)
-    for stage in strategy.stages():
+    stages = strategy.stages()
+    epochs = [stage_epochs(stage, int(schedule["epochs"])) for stage in stages]
+    batch_sizes = [int(stage.batch_size or schedule["batch_size"]) for stage in stages]
+    plans = plan_stages(stages, epochs, [stage_iters_per_epoch(len(train_set), bs) for bs in batch_sizes],
+                        [float(stage.lr or schedule["optimizer"]["lr"]) for stage in stages])
+    previous_optimizer = None
+    for stage, plan, bs in zip(stages, plans, batch_sizes):
         teacher = strategy.on_stage_start(stage, student, teacher)
         step_ctx = StepContext(stage=stage.name)
         model = DistillModel(student, teacher, strategy, stage, step_ctx)
         hook = StrategyHook(strategy, step_ctx, stage)
-        epochs = stage_epochs(stage, int(schedule["epochs"]))
-        bs = int(stage.batch_size or schedule["batch_size"])
         runner = run_stage(
             model=model, stage_label=stage.name, work_dir=work_dir / stage.name, train_set=train_set,
-            val_set=val_set, val_protocol=val_protocol, schedule=schedule, epochs=epochs, batch_size=bs,
-            lr=float(stage.lr or schedule["optimizer"]["lr"]),
-            param_groups=strategy.param_groups(student, teacher, stage), seed=int(cfg.seed),
+            val_set=val_set, val_protocol=val_protocol, schedule=schedule, epochs=plan.epochs, batch_size=bs,
+            lr=plan.lr, param_groups=strategy.param_groups(student, teacher, stage), seed=int(cfg.seed),
             resume=resume, num_workers=int(cfg.num_workers), extra_hooks=[hook],
-            progress=ctx.progress, log_interval=int(cfg.log_interval), **ctx.stage_options(),
+            progress=ctx.progress, log_interval=int(cfg.log_interval), plan=plan,
+            previous_optimizer=previous_optimizer, **ctx.stage_options(),
         )
+        previous_optimizer = runner.optim_wrapper.optimizer
+        stage_results["stages"][stage.name] = stage_record(plan, schedule, runner.schedule_hook)
         stage_results["losses"][stage.name] = {
             k.removeprefix("term."): round(v, 6) for k, v in hook.last_epoch_terms.items()
             if k == "loss" or k.startswith("term.")
@@ -334,6 +342,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         "metrics": metrics,
         "losses": stage_results["losses"],
         "val": stage_results["val"],
+        "stages": stage_results["stages"],
         "teacher": None if teacher_name is None else dict(
             teacher_info or {}, type=teacher_name, mode=strategy.teacher_mode
         ),

@@ -21,6 +21,7 @@ from harness.pipeline import checkpoint, distributed
 from harness.pipeline.determinism import EpochSeedHook, set_deterministic
 from harness.errors import HarnessError
 from harness.pipeline.loss_guard import TERM_PREFIX, LossGuard
+from harness.pipeline.schedule import ContinueScheduleHook, StagePlan, fill_schedulers
 from harness.types import Stage, StepContext
 
 
@@ -250,17 +251,9 @@ def stage_epochs(stage: Stage, total_epochs: int) -> int:
     return total_epochs
 
 
-def build_param_schedulers(specs: list[dict], epochs: int, iters_per_epoch: int) -> list[dict]:
-    """Fill ``end`` of each configured scheduler with the stage length when it is not set."""
-    out = []
-    for spec in copy.deepcopy(specs):
-        by_epoch = spec.get("by_epoch", True)
-        if spec.get("end") is None:
-            spec["end"] = epochs if by_epoch else epochs * iters_per_epoch
-        if by_epoch and spec["end"] > epochs:
-            spec["end"] = epochs
-        out.append(spec)
-    return out
+def stage_iters_per_epoch(n_samples: int, batch_size: int) -> int:
+    """Optimiser steps per epoch of one process (the sampler splits the set over the ranks)."""
+    return max(1, math.ceil(n_samples / (batch_size * distributed.world_size())))
 
 
 def run_stage(
@@ -287,21 +280,28 @@ def run_stage(
     launcher: str = "none",
     dist_cfg: dict | None = None,
     channels_last: bool = False,
+    plan: StagePlan | None = None,
+    previous_optimizer=None,
 ) -> Runner:
     """Train ``model`` for one stage with mmengine's Runner and return the Runner.
 
     ``batch_size`` is per process: with ``launcher="pytorch"`` and N processes one optimiser
     step sees N x ``batch_size`` samples (gradients are averaged over the ranks by DDP).
+    ``plan`` places the stage in its schedule chain (:mod:`harness.pipeline.schedule`; default:
+    a chain of its own); a continuing stage starts from ``previous_optimizer``'s state.
     """
     checkpoint.install()
     checkpoint.trust_directory(work_dir)
     resume_from = checkpoint.resumable_checkpoint(work_dir) if resume else None
     model.loss_guard = guard = LossGuard(stage_label, work_dir)
     settings = distributed.runner_settings(launcher, device, dist_cfg)
-    iters_per_epoch = max(1, math.ceil(len(train_set) / (batch_size * distributed.world_size())))
+    iters_per_epoch = stage_iters_per_epoch(len(train_set), batch_size)
     if channels_last and device.startswith("cuda"):
         model.use_channels_last()
     optim_wrapper = build_optim_wrapper(model, schedule, lr, param_groups, device)
+    if plan is None:
+        plan = StagePlan(stage_label, epochs, iters_per_epoch, lr, span_epochs=epochs, span_iters=epochs * iters_per_epoch)
+    schedule_hook = ContinueScheduleHook(previous_optimizer if plan.continues else None, plan)
     val_interval = int(schedule.get("val_interval", epochs)) or epochs
     loader = dict(
         batch_size=batch_size,
@@ -322,7 +322,7 @@ def run_stage(
         train_cfg=dict(by_epoch=True, max_epochs=epochs, val_interval=val_interval),
         val_cfg=None if val_set is None else dict(),
         optim_wrapper=optim_wrapper,
-        param_scheduler=build_param_schedulers(schedule.get("param_scheduler", []), epochs, iters_per_epoch),
+        param_scheduler=fill_schedulers(schedule.get("param_scheduler", []), plan),
         default_hooks=dict(
             timer=dict(type="IterTimerHook"),
             logger=dict(type="LoggerHook", interval=log_interval, log_metric_by_epoch=True),
@@ -330,7 +330,7 @@ def run_stage(
             checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=2, save_last=True),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
-        custom_hooks=[EpochSeedHook(seed, stage_label), guard, *extra_hooks, ProgressHook(stage_label, enabled=progress)],
+        custom_hooks=[schedule_hook, EpochSeedHook(seed, stage_label), guard, *extra_hooks, ProgressHook(stage_label, enabled=progress)],
         randomness=dict(seed=seed, deterministic=deterministic, diff_rank_seed=False),
         env_cfg=settings["env_cfg"],
         launcher=settings["launcher"],
@@ -342,6 +342,7 @@ def run_stage(
     )
     set_deterministic(deterministic)  # also undoes a previous deterministic stage of this process
     runner.train()
+    runner.schedule_hook = schedule_hook
     return runner
 
 

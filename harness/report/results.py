@@ -12,6 +12,10 @@ A result is one JSON file per run (``schema_version`` 1)::
       "losses": {"<stage>": {"<term>": final-epoch mean, "loss": ...}},
       "val": {"<stage>": {"abs_rel": ..., ...},   # last validation the runner logged per stage
               "final": {...}},                     # the final student on the val split
+      "stages": {"<stage>": {                      # harness/pipeline/schedule.py (absent in older files)
+          "optimizer": {"type": "AdamW", "lr": ..., ...}, "param_scheduler": [...],   # as built
+          "reset_schedule": bool, "continues": "<previous stage>" | null,
+          "epochs": n, "schedule_epochs": [start, end, chain length], "epoch_lr": [...]}},
       "teacher": {"type": ..., "cache_key": ..., "cached": bool, "train_seconds": ...} | null,
       "config": {... the fully resolved config ...},
       "versions": {"stereodistill": ..., "torch": ..., "mmengine": ..., "numpy": ..., "python": ...},
