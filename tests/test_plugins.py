@@ -123,15 +123,15 @@ def test_external_plugin_package_appears_without_core_edit(tmp_path):
             register("extmethod", ExtStrategy, description="A method from an external package")
     ''')
     env = {"PYTHONPATH": str(site), "PATH": "", "HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "harness.cli.app", "list", "methods"], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "list", "methods"], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert "extmethod" in out.stdout and "A method from an external package" in out.stdout
     assert "baseline" in out.stdout
-    plugins = subprocess.run([sys.executable, "-m", "harness.cli.app", "list", "plugins"], capture_output=True, text=True, env=env)
+    plugins = subprocess.run([sys.executable, "-m", "harness.cli", "list", "plugins"], capture_output=True, text=True, env=env)
     line = next(ln for ln in plugins.stdout.splitlines() if ln.startswith("extplug"))
     assert "entry point stereodistill:extplug (extplug)" in line and "1.2.3" in line and "harness_register_methods" in line
     env["STEREODISTILL_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    off = subprocess.run([sys.executable, "-m", "harness.cli.app", "list", "methods"], capture_output=True, text=True, env=env)
+    off = subprocess.run([sys.executable, "-m", "harness.cli", "list", "methods"], capture_output=True, text=True, env=env)
     assert "extmethod" not in off.stdout and "baseline" in off.stdout
 
 
@@ -139,7 +139,7 @@ def test_external_plugin_package_appears_without_core_edit(tmp_path):
 def test_external_plugin_that_fails_to_import_is_one_warning(tmp_path):
     site = _write_external_package(tmp_path, "raise ImportError('missing dependency foo')\n")
     env = {"PYTHONPATH": str(site), "PATH": "", "HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "harness.cli.app", "list", "methods"], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "list", "methods"], capture_output=True, text=True, env=env)
     assert out.returncode == 0
     assert "baseline" in out.stdout
     warn = [ln for ln in out.stderr.splitlines() if ln.strip()]

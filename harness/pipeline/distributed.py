@@ -38,7 +38,7 @@ def init(launcher: str, device: str) -> None:
     missing = [k for k in TORCHRUN_ENV if k not in os.environ]
     if missing:
         raise HarnessError(f"option --launcher pytorch: {', '.join(missing)} not set; start the run with "
-                           "torchrun --nproc_per_node N -m harness.cli.app run ... --launcher pytorch")
+                           "torchrun --nproc_per_node N -m harness.cli run ... --launcher pytorch")
     if device.startswith("cuda"):
         mmdist.init_dist("pytorch", backend="nccl")  # also makes cuda:LOCAL_RANK the current device
     else:  # mmengine's init_dist would call torch.cuda.set_device, which CPU builds lack

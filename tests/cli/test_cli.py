@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-HARNESS = [sys.executable, "-m", "harness.cli.app"]
+HARNESS = [sys.executable, "-m", "harness.cli"]
 
 
 def harness(*args, env=None, cwd=None, timeout=600):

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.cli.app import main
+from harness.cli.main import main
 from harness.data.drivingstereo import DrivingStereoDataset
 from harness.data.kitti import KittiDataset
 from tests.data_real import fixtures
@@ -234,7 +234,7 @@ def test_bad_files(capsys, kitti_copy, ds_copy, tmp_path):
 def test_subprocess_error_has_no_traceback(kitti_root, tmp_path):
     root, _ = kitti_root
     np.savez(tmp_path / "p.npz", depth=np.ones((3, 8, 8), np.float32))
-    out = subprocess.run([sys.executable, "-m", "harness.cli.app", "eval", "--predictions", str(tmp_path / "p.npz"),
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "eval", "--predictions", str(tmp_path / "p.npz"),
                           "--dataset", "kitti", "--data-root", str(root), "--split", "eigen"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "Traceback" not in out.stderr

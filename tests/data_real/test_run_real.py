@@ -22,7 +22,7 @@ def test_cli_run_kitti_quick_on_kitti_layout(tmp_path):
     synth.generate(root, frames=24, height=64, width=192, frames_per_drive=8, seed=3)
     env = dict(os.environ, STEREODISTILL_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
     out = subprocess.run(
-        [sys.executable, "-m", "harness.cli.app", "run", "--method", "baseline", "--dataset", "kitti",
+        [sys.executable, "-m", "harness.cli", "run", "--method", "baseline", "--dataset", "kitti",
          "--data-root", str(root), "--quick", "--results", str(tmp_path / "res"), "--work-dir", str(tmp_path / "w"),
          "--cfg-options", "data.train.split=train", "data.val.split=val", "data.test.split=test", "progress=False"],
         capture_output=True, text=True, env=env, timeout=600,

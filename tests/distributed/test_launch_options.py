@@ -8,7 +8,7 @@ import torch
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.optim.optimizer import amp_optimizer_wrapper
 
-from harness.cli import app as cli
+from harness.cli import main as cli
 
 from harness.pipeline import distributed, resources
 from harness.errors import HarnessError

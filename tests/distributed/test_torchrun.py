@@ -1,4 +1,4 @@
-"""End to end: ``torchrun --nproc_per_node 2 -m harness.cli.app run ... --launcher pytorch`` on CPU."""
+"""End to end: ``torchrun --nproc_per_node 2 -m harness.cli run ... --launcher pytorch`` on CPU."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ def test_torchrun_two_cpu_processes_quick_run(tmp_path):
     port = 29500 + os.getpid() % 2000
     env = dict(os.environ, STEREODISTILL_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           "-m", "harness.cli.app", "run", "--method", "baseline", "--quick", "--device", "cpu",
+           "-m", "harness.cli", "run", "--method", "baseline", "--quick", "--device", "cpu",
            "--launcher", "pytorch", "--results", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work"),
            "--cfg-options", "progress=False"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from harness.cli import app as cli
+from harness.cli import main as cli
 
 from .helpers import COST, fake_result, write
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness.cli import app as cli
+from harness.cli import main as cli
 
 from harness.report import visualize
 from harness.errors import HarnessError
@@ -92,7 +92,7 @@ def test_visualize_cli_errors(tmp_path, capsys, monkeypatch):
 @pytest.mark.slow
 def test_seeds_leaderboard_files_and_pictures_end_to_end(tmp_path):
     env = dict(os.environ, STEREODISTILL_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    harness = [sys.executable, "-m", "harness.cli.app"]
+    harness = [sys.executable, "-m", "harness.cli"]
     res, work = tmp_path / "results", tmp_path / "work"
 
     def run(*args):

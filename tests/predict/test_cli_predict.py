@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.cli import app as cli
+from harness.cli import main as cli
 from harness.data import formats
 
 from .conftest import make_run, texture
@@ -101,7 +101,7 @@ def test_onnx_missing_exits_1(fake_run, tmp_path, capsys, monkeypatch):
 def test_error_is_one_line_without_traceback_in_a_real_process(fake_run, tmp_path):
     run, _ = fake_run
     (tmp_path / "x.png").write_bytes(b"junk")
-    out = subprocess.run([sys.executable, "-m", "harness.cli.app", "predict", "--run", str(run), "--input",
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "predict", "--run", str(run), "--input",
                           str(tmp_path / "x.png"), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().count("\n") == 0 and "x.png: not a readable image file" in out.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli.app import main
+from harness.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_PLUGINS = "tests.reliability.sample_plugins"
@@ -21,7 +21,7 @@ def subprocess_env(cache, plugins: str = SAMPLE_PLUGINS) -> dict[str, str]:
 
 
 def harness_cmd(*args) -> list[str]:
-    return [sys.executable, "-m", "harness.cli.app", *map(str, args)]
+    return [sys.executable, "-m", "harness.cli", *map(str, args)]
 
 
 def run_harness(*args, env, timeout=300) -> subprocess.CompletedProcess:

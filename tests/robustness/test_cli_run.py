@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from harness.cli import app as cli
+from harness.cli import main as cli
+from harness.cli import run as cli_run
 from harness.config.loader import build_run_config
 from harness.data import corruptions as C
 from harness.data import formats
@@ -71,13 +72,13 @@ def test_run_options_set_the_config():
     parser = cli.build_parser()
     cfg = build_run_config(method="baseline", method_config=None, quick=True)
     args = parser.parse_args(["run", "--method", "baseline", "--corruption", "fog", "--severity", "2"])
-    cli._configure_robustness(cfg, args, ["evaluate.robustness.max_frames=3"])
+    cli_run._configure_robustness(cfg, args, ["evaluate.robustness.max_frames=3"])
     assert dict(cfg.evaluate.robustness) == {"enabled": True, "corruptions": "fog", "severities": "2", "max_frames": 3}
     args = parser.parse_args(["run", "--method", "baseline"])
     with pytest.raises(HarnessError, match="unknown config key"):
-        cli._configure_robustness(cfg, args, ["evaluate.robustness.frames=3"])
+        cli_run._configure_robustness(cfg, args, ["evaluate.robustness.frames=3"])
     with pytest.raises(HarnessError, match="dee"):
-        cli._configure_robustness(cfg, args, ["evaluate.robustness.dee=dee9"])
+        cli_run._configure_robustness(cfg, args, ["evaluate.robustness.dee=dee9"])
 
 
 @pytest.mark.slow
