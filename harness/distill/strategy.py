@@ -12,7 +12,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from harness.distill import flips
 from harness.types import DepthOutput, LossDict, Needs, Stage, StepContext
+
+
+def _reads_pair(teacher: nn.Module, batch: dict[str, Any]) -> bool:
+    keys = getattr(teacher, "input_keys", None)
+    return "image_right" in (batch if keys is None else keys)
 
 
 class Strategy(nn.Module):
@@ -99,9 +105,20 @@ class Strategy(nn.Module):
     def teacher_forward(
         self, teacher: nn.Module | None, batch: dict[str, Any], s_out: dict[str, DepthOutput]
     ) -> DepthOutput | None:
-        """Run the teacher; frozen teachers run without gradients. Override for flips etc."""
+        """Run the teacher; frozen, snapshot and EMA teachers run without gradients.
+
+        A frozen stereo teacher (one whose ``input_keys`` include ``image_right``; one that
+        declares none, when the batch has that view) sees canonical pairs only: mirrored
+        samples whose partner view lies on the left are mirrored back before it and its outputs
+        mirrored again after it (:func:`harness.distill.flips.run_canonical`), so ``t_out`` is
+        in the frame of every sample as the batch gives it. Online teachers get the student's
+        ``"clean"`` output as their condition.
+        """
         if teacher is None:
             return None
+        if self.teacher_mode == "frozen" and _reads_pair(teacher, batch):
+            with torch.no_grad():
+                return flips.run_canonical(teacher, batch)
         if self.teacher_mode in ("frozen", "snapshot", "ema"):
             with torch.no_grad():
                 return teacher(batch)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harness import DepthOutput, HarnessError, LossDict, Needs, StepContext, Strategy
+from harness.distill.flips import partner_on_left
 from harness.distill.losses import feature_distance, focal_modulation, laplacian_nll, masked_mean, silog
 
 from .modules import AttentionAdapter, UncertaintyHead
@@ -40,10 +41,8 @@ __all__ = [
     "ADUStrategy",
     "DEFAULT_FEATURE_PAIRS",
     "feat_term",
-    "flip_samples",
     "gt_term",
     "hard_region_weight",
-    "mirrored_only",
     "resp_term",
     "teacher_residual",
     "unc_term",
@@ -135,40 +134,6 @@ def resp_term(d_s: Tensor, d_t: Tensor, weight: Tensor | None = None, focal_mode
         raise ValueError(f"focal_mode must be one of {FOCAL_MODES}, got {focal_mode!r}")
     w = torch.ones_like(e) if weight is None else weight.detach().expand_as(e)
     return (w * m * e).sum() / w.sum().clamp_min(torch.finfo(e.dtype).tiny)
-
-
-# --------------------------------------------------------------------------------------------
-# Flip handling (METHODS.md 1.3)
-# --------------------------------------------------------------------------------------------
-def mirrored_only(batch: Mapping[str, Any], batch_size: int, device=None) -> Tensor:
-    """``B`` bool: samples mirrored with their views' roles kept (``flipped`` and not
-    ``swapped``); their right view lies on the left, so they are not a canonical stereo pair."""
-    meta = batch.get("meta") or {}
-    flipped = meta.get("flipped") if isinstance(meta, Mapping) else None
-    if flipped is None:
-        return torch.zeros(batch_size, dtype=torch.bool, device=device)
-    flipped = torch.as_tensor(flipped, device=device).bool().reshape(-1)
-    swapped = meta.get("swapped")
-    swapped = (torch.zeros_like(flipped) if swapped is None
-               else torch.as_tensor(swapped, device=device).bool().reshape(-1))
-    return flipped & ~swapped
-
-
-def flip_samples(x: Tensor, which: Tensor) -> Tensor:
-    """Mirror (last axis) the samples of ``x`` (``B x ...``) where ``which`` (``B`` bool) is set."""
-    if not bool(which.any()):
-        return x
-    sel = which.to(x.device).view(-1, *([1] * (x.dim() - 1)))
-    return torch.where(sel, torch.flip(x, dims=[-1]), x)
-
-
-def _unmirror_K(K: Tensor, which: Tensor, width: int) -> Tensor:
-    """Undo the dataset's mirroring of ``K`` (``cx -> W - 1 - cx``, skew negated)."""
-    K2 = K.clone()
-    K2[:, 0, 2] = width - 1 - K[:, 0, 2]
-    K2[:, 0, 1] = -K[:, 0, 1]
-    sel = which.to(K.device).view(-1, 1, 1)
-    return torch.where(sel, K2, K)
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,27 +264,6 @@ class ADUStrategy(Strategy):
         return self._epoch >= self.warmup_epochs
 
     # -- per step --------------------------------------------------------------------------
-    def teacher_forward(self, teacher, batch, s_out) -> DepthOutput | None:
-        """Run the frozen teacher on canonical pairs: mirrored-only samples are un-mirrored
-        (both views and ``K``) before it and its outputs are mirrored back after it."""
-        if teacher is None:
-            return None
-        img = batch["image"]
-        flip = mirrored_only(batch, img.shape[0], img.device)
-        tb = dict(batch)
-        if bool(flip.any()):
-            tb["image"] = flip_samples(img, flip)
-            tb["image_right"] = flip_samples(batch["image_right"], flip)
-            if torch.is_tensor(batch.get("K")):
-                tb["K"] = _unmirror_K(batch["K"], flip, img.shape[-1])
-        with torch.no_grad():
-            out = teacher(tb)
-        if not bool(flip.any()):
-            return out
-        b = img.shape[0]
-        back = lambda t: flip_samples(t, flip) if t.dim() >= 3 and t.shape[0] == b else t  # noqa: E731
-        return out.map(back)
-
     def compute_loss(self, batch: dict[str, Any], s_out: dict[str, DepthOutput], t_out: DepthOutput | None,
                      ctx: StepContext) -> LossDict:
         out = s_out["clean"]
@@ -343,7 +287,7 @@ class ADUStrategy(Strategy):
             targets = {s: t_out.features[t] for s, t in self.feature_pairs.items()}
             keep = None
             if not self.feat_kd_on_flipped:
-                keep = ~mirrored_only(batch, d_s.shape[0], d_s.device)
+                keep = ~partner_on_left(batch)
             terms["feat"] = feat_term(adapted, targets, w, keep)
         terms["resp"] = resp_term(d_s, d_t, w, self.focal_mode, self.tau, self.gamma, self.d_max, self.kappa)
         return self.weighted(terms)

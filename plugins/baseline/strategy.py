@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import HarnessError, LossDict, Needs, StepContext, Strategy
+from harness.distill.flips import partner_on_left
 from harness.distill.geometry import focal_baseline, warp_stereo
 from harness.distill.losses import photometric_error, silog, smoothness
 
@@ -79,10 +80,8 @@ class BaselineStrategy(Strategy):
     def _stereo_terms(self, batch, out, depths):
         img, right = batch["image"], batch["image_right"]
         fx_b = focal_baseline(batch, self.baseline_norm, self.eval_baseline, rtol=1e-3, owner="baseline")
-        # a mirrored (not swapped) sample has its right view on the other side: flip the warp
-        meta = batch["meta"]
-        mirrored_only = meta["flipped"].bool() & ~meta["swapped"].bool()
-        sign = 1.0 - 2.0 * mirrored_only.to(img.dtype).view(-1, 1, 1, 1)
+        # a sample whose partner view lies on the left (mirrored, not swapped): flip the warp
+        sign = 1.0 - 2.0 * partner_on_left(batch).to(img.dtype).view(-1, 1, 1, 1)
         photo = []
         for d in depths:
             warped = warp_stereo(right, sign * fx_b / d, "r2l")

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from harness import DepthOutput, HarnessError, LossDict, Needs, Stage, StepContext, Strategy
+from harness.distill.flips import partner_on_left
 from harness.eval.protocol import flip_post_process
 
 from .losses import (
@@ -150,12 +151,9 @@ class RecursiveStrategy(Strategy):
 
     def student_forward(self, student: nn.Module, batch: dict[str, Any]) -> dict[str, DepthOutput]:
         left, right = batch["image"], batch["image_right"]
-        meta = batch.get("meta") or {}
-        if "flipped" in meta and "swapped" in meta:
-            mirrored_only = torch.as_tensor(meta["flipped"]).bool() & ~torch.as_tensor(meta["swapped"]).bool()
-            if bool(mirrored_only.any()):
-                raise HarnessError("method 'recursive' needs data.train.flip_mode='swap' (or None): a mirrored, "
-                                   "not swapped, sample has its right view on the left")
+        if bool(partner_on_left(batch).any()):
+            raise HarnessError("method 'recursive' needs data.train.flip_mode='swap' (or None) and left-camera "
+                               "split lines: a sample's partner view lies on the left (mirrored, not swapped)")
         if student.training:
             if "K" in batch and "baseline" in batch:
                 student.observe_calibration(batch["K"], batch["baseline"], left.shape[-1])

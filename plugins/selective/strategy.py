@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harness import DepthOutput, HarnessError, LossDict, Needs, StepContext, Strategy
+from harness.distill.flips import flip_where, mirror_back, partner_on_left
 from harness.distill.geometry import focal_baseline, warp_stereo
 from harness.distill.losses import bce, feature_distance, masked_mean, min_reprojection, photometric_error, smoothness
 
@@ -33,10 +34,8 @@ from .modules import FeatureAdapter, MaskDecoder, forward_with_masks, has_shared
 
 __all__ = [
     "SelectiveStrategy",
-    "flip_where",
     "mask_loss",
     "mask_targets",
-    "partner_on_left",
     "photo_from_errors",
     "photo_loss",
     "proxy_loss",
@@ -59,39 +58,6 @@ MASK_TARGETS = ("A", "B")
 # --------------------------------------------------------------------------------------------
 # Stereo-pair geometry of (possibly mirrored) samples
 # --------------------------------------------------------------------------------------------
-def partner_on_left(batch: dict[str, Any]) -> Tensor:
-    """``B`` bool: True where ``image_right`` lies to the LEFT of ``image``.
-
-    The target camera is the right one when the split side is ``r`` xor the sample was swapped;
-    mirroring puts the partner on the other side. So: left-target unflipped -> False, mirrored
-    (roles kept) -> True, mirrored and swapped -> False; right-target samples the opposite. A
-    batch without ``meta`` is taken as canonical (partner on the right).
-    """
-    img = batch["image"]
-    b = img.shape[0]
-    meta = batch.get("meta") or {}
-    flipped = _bools(meta.get("flipped"), b, img.device)
-    swapped = _bools(meta.get("swapped"), b, img.device)
-    side = meta.get("side")
-    right_side = torch.tensor([s == "r" for s in side], device=img.device) if side is not None \
-        else torch.zeros(b, dtype=torch.bool, device=img.device)
-    target_is_right = right_side ^ swapped
-    return target_is_right ^ flipped
-
-
-def _bools(value: Any, b: int, device) -> Tensor:
-    if value is None:
-        return torch.zeros(b, dtype=torch.bool, device=device)
-    return torch.as_tensor(value, device=device).reshape(b).bool()
-
-
-def flip_where(x: Tensor, sel: Tensor) -> Tensor:
-    """Mirror (last axis) the samples of ``x`` where ``sel`` is True."""
-    if not bool(sel.any()):
-        return x
-    return torch.where(sel.view(-1, *([1] * (x.dim() - 1))), torch.flip(x, dims=[-1]), x)
-
-
 def _sign(sel: Tensor, like: Tensor) -> Tensor:
     """``+1`` (partner on the right: ``out(x) = right(x - d)``) or ``-1`` per sample."""
     return (1.0 - 2.0 * sel.to(like.dtype)).view(-1, 1, 1, 1)
@@ -530,13 +496,5 @@ def _teacher_canonical(teacher: nn.Module, batch: dict[str, Any], ref: Tensor, p
                        sel: Tensor) -> DepthOutput:
     """``teacher`` on (``ref``, ``partner``) with the samples in ``sel`` mirrored first (so the
     partner lies on the right) and every ``B x ...`` output mirrored back."""
-    canon = dict(batch)
-    canon["image"] = flip_where(ref, sel)
-    canon["image_right"] = flip_where(partner, sel)
-    out = teacher(canon)
-    b = ref.shape[0]
-
-    def back(t: Tensor) -> Tensor:
-        return flip_where(t, sel) if t.dim() >= 3 and t.shape[0] == b else t
-
-    return out.map(back)
+    canon = dict(batch, image=flip_where(ref, sel), image_right=flip_where(partner, sel))
+    return mirror_back(teacher(canon), sel)

@@ -11,13 +11,9 @@ from harness.models.stereo_teacher import StereoTeacher
 from harness.models.student import MonoStudent
 from harness.host.manager import PluginHost
 from stereodistill_plugins import adu
-from stereodistill_plugins.adu.strategy import (
-    ADUStrategy,
-    flip_samples,
-    hard_region_weight,
-    mirrored_only,
-    resp_term,
-)
+from harness.distill.flips import flip_where as flip_samples
+from harness.distill.flips import partner_on_left as mirrored_only
+from stereodistill_plugins.adu.strategy import ADUStrategy, hard_region_weight, resp_term
 
 H, W = 64, 96
 

@@ -12,7 +12,8 @@ from harness.models.sgbm import SGBMTeacher
 from harness.models.stereo_teacher import StereoTeacher
 from harness.models.student import MonoStudent
 from harness.host.manager import PluginHost
-from stereodistill_plugins.selective.strategy import SelectiveStrategy, partner_on_left
+from harness.distill.flips import partner_on_left
+from stereodistill_plugins.selective.strategy import SelectiveStrategy
 
 B, H, W = 2, 64, 128
 TERMS = {"photo", "smooth", "proxy", "mask", "ts"}
