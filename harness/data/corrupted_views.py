@@ -60,7 +60,6 @@ __all__ = [
     "subsample_indices",
 ]
 
-_CAM = {"l": 2, "r": 3}
 _OTHER = {"l": "r", "r": "l"}
 
 
@@ -69,11 +68,13 @@ _OTHER = {"l": "r", "r": "l"}
 # --------------------------------------------------------------------------------------------
 def _sample_record(base, index: int) -> tuple[str, int, str]:
     """``(folder, frame, side)`` of sample ``index`` of a synth / KITTI / DrivingStereo set."""
-    s = base.samples[index]
-    if isinstance(s, tuple):  # SynthDataset rows
-        folder, frame, side = s
-        return str(folder), int(frame), str(side)
+    s = _frame(base, index)
     return str(s.folder), int(s.frame), str(s.side)
+
+
+def _frame(base, index: int):
+    frame_at = getattr(base, "frame_at", None)  # StereoFrameDataset subclasses
+    return frame_at(index) if frame_at is not None else base.samples[index]
 
 
 def frame_key(base, index: int) -> str:
@@ -84,12 +85,8 @@ def frame_key(base, index: int) -> str:
 
 def image_relpath(base, index: int, side: str | None = None) -> Path:
     """Path of the sample's image relative to the data root, with a ``.png`` suffix."""
-    folder, frame, own = _sample_record(base, index)
-    side = side or own
-    if hasattr(base, "_read_image"):  # SynthDataset: _image_path(folder, frame, cam)
-        path = base._image_path(folder, frame, _CAM[side])
-    else:  # StereoFrameDataset subclasses: _image_path(Frame, side)
-        path = base._image_path(base.samples[index], side)
+    fr = _frame(base, index)
+    path = base._image_path(fr, side or fr.side)
     rel = Path(os.path.relpath(path, base.root))
     return rel.with_suffix(".png")
 
@@ -97,7 +94,7 @@ def image_relpath(base, index: int, side: str | None = None) -> Path:
 def data_folder(base) -> str:
     """``kitti_data`` (KITTI layout: KITTI and the synthetic set) or ``<name>_data``."""
     name = getattr(base, "name", None) or "synth"
-    return "kitti_data" if name in ("kitti", "synth", "stereo") or hasattr(base, "_read_image") else f"{name}_data"
+    return "kitti_data" if name in ("kitti", "synth", "stereo") else f"{name}_data"
 
 
 def subsample_indices(n: int, max_frames: int | None) -> list[int] | None:

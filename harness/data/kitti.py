@@ -150,14 +150,15 @@ def velodyne_depth(
     *,
     vel_depth: bool = True,
     duplicates: str = "monodepth2",
+    pixel_offset: int = 1,
 ) -> np.ndarray:
     """Sparse depth ``float32 HxW`` (0 = no return) from Velodyne points, as the Eigen export.
 
     Steps (DATASETS.md 1.4): keep points with ``x_velo >= 0``; ``[u', v', w] = M [x y z 1]``
     with ``M = P_rect . R_rect_00 . Tr_velo`` (:meth:`KittiCalib.velo_to_image`); pixel
     ``col = round(u'/w) - 1``, ``row = round(v'/w) - 1`` (NumPy round-half-even, the ``-1`` of
-    the original 1-based code); keep ``0 <= col < W``, ``0 <= row < H`` (points with ``w = 0``
-    give non-finite coordinates and are dropped); value = the LiDAR forward coordinate
+    the original 1-based code; ``pixel_offset=0`` gives the exact pixel); keep ``0 <= col < W``,
+    ``0 <= row < H`` (points with ``w = 0`` give non-finite coordinates and are dropped); value = the LiDAR forward coordinate
     ``x_velo`` (``vel_depth=True``, the Eigen test GT) or the projective depth ``w``.
 
     Duplicates (several points on one pixel):
@@ -182,8 +183,8 @@ def velodyne_depth(
     hom[:, 3] = 1.0
     proj = hom @ np.asarray(velo_to_image, dtype=np.float64).reshape(3, 4).T
     with np.errstate(divide="ignore", invalid="ignore"):
-        col = np.round(proj[:, 0] / proj[:, 2]) - 1
-        row = np.round(proj[:, 1] / proj[:, 2]) - 1
+        col = np.round(proj[:, 0] / proj[:, 2]) - pixel_offset
+        row = np.round(proj[:, 1] / proj[:, 2]) - pixel_offset
     value = hom[:, 0] if vel_depth else proj[:, 2]
     inside = (col >= 0) & (row >= 0) & (col < width) & (row < height)
     col = col[inside].astype(np.int64)

@@ -31,11 +31,29 @@ from harness.data import formats
 from harness.data.sample_ops import draw_flip, image_to_tensor, scaled_intrinsics
 from harness.errors import HarnessError
 
-__all__ = ["CalibFile", "StereoFrameDataset", "Frame", "OTHER", "forward_warp_depth", "read_depth_png", "read_rgb"]
+__all__ = [
+    "CalibFile",
+    "DatasetFileError",
+    "DatasetOptionError",
+    "Frame",
+    "OTHER",
+    "StereoFrameDataset",
+    "forward_warp_depth",
+    "read_depth_png",
+    "read_rgb",
+]
 
 OTHER = {"l": "r", "r": "l"}
 _MIRROR = np.diag([-1.0, 1.0, 1.0, 1.0])
 FLIP_MODES = (None, "mirror", "swap")
+
+
+class DatasetOptionError(HarnessError, ValueError):
+    """A dataset argument out of its range (also a ``ValueError``)."""
+
+
+class DatasetFileError(HarnessError, FileNotFoundError):
+    """A file a dataset needs does not exist (also a ``FileNotFoundError``)."""
 
 
 @dataclass(frozen=True)
@@ -145,15 +163,17 @@ def forward_warp_depth(depth: np.ndarray, fx_baseline: float, direction: float) 
 
 
 class StereoFrameDataset(Dataset):
-    """Base class: a subclass fills ``self.samples`` (list of :class:`Frame`) and implements the
-    file accessors below; this class does flips, resizing, intrinsics and the batch dict.
+    """Base class: a subclass fills ``self.samples`` (list of :class:`Frame`, or overrides
+    :meth:`frame_at`) and implements the file accessors below; this class does flips, resizing,
+    intrinsics and the batch dict.
 
     Subclass hooks:
         ``_image(frame, side, offset)`` -> ``uint8 HxWx3`` RGB of ``side`` at ``frame.frame + offset``;
         ``_K(frame, side)`` -> native ``3x3`` intrinsics of that camera;
         ``_native_size(frame)`` -> ``(H, W)`` of the native images;
         ``_cam_x(frame)`` -> ``{"l": x, "r": x}`` camera positions (m) along the rectified x axis;
-        ``_gt(frame, side)`` -> native ``float32 HxW`` GT depth (0 = invalid) of that camera.
+        ``_gt(frame, side)`` -> native ``float32 HxW`` GT depth (0 = invalid) of that camera;
+        ``_extra_items(frame, side, flip, size)`` -> further batch keys (default none).
     """
 
     name = "stereo"
@@ -163,17 +183,17 @@ class StereoFrameDataset(Dataset):
 
     def _init_common(self, height, width, need, seed, flip_mode, flip_prob) -> None:
         if flip_mode not in FLIP_MODES:
-            raise HarnessError(f"{self.name}: flip_mode must be None, 'mirror' or 'swap', got {flip_mode!r}")
+            raise DatasetOptionError(f"{self.name}: flip_mode must be None, 'mirror' or 'swap', got {flip_mode!r}")
         if (height is None) != (width is None):
-            raise HarnessError(f"{self.name}: give both height and width, or neither (native size)")
+            raise DatasetOptionError(f"{self.name}: give both height and width, or neither (native size)")
         if not 0.0 <= float(flip_prob) <= 1.0:
-            raise HarnessError(f"{self.name}: flip_prob must be in [0, 1], got {flip_prob}")
+            raise DatasetOptionError(f"{self.name}: flip_prob must be in [0, 1], got {flip_prob}")
         if int(seed) < 0:
-            raise HarnessError(f"{self.name}: seed must be non-negative")
+            raise DatasetOptionError(f"{self.name}: seed must be non-negative")
         need = self.provides if need is None else frozenset(need)
         unknown = need - self.provides
         if unknown:
-            raise HarnessError(
+            raise DatasetOptionError(
                 f"dataset {self.name!r} cannot provide {sorted(unknown)}; it provides {sorted(self.provides)}"
             )
         self.need = need | {"meta"}
@@ -188,7 +208,7 @@ class StereoFrameDataset(Dataset):
     @property
     def frame_lines(self) -> list[str]:
         """The split lines of the samples, in order (what ``export-gt``/``eval`` record)."""
-        return [s.line for s in self.samples]
+        return [self.frame_at(i).line for i in range(len(self))]
 
     @property
     def split_hash(self) -> str:
@@ -204,6 +224,10 @@ class StereoFrameDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def frame_at(self, index: int) -> Frame:
+        """The :class:`Frame` of sample ``index``."""
+        return self.samples[index]
 
     # ------------------------------------------------------------------ helpers
     def _size_for(self, frame: Frame) -> tuple[int, int]:
@@ -230,7 +254,7 @@ class StereoFrameDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if index < 0:
             index += len(self)
-        fr = self.samples[index]
+        fr = self.frame_at(index)
         need = self.need
         flip = self._flip(index)
         swap = flip and self.flip_mode == "swap"
@@ -286,6 +310,7 @@ class StereoFrameDataset(Dataset):
                 out["depth_gt"] = torch.from_numpy(gt)
             if "depth_gt_mask" in need:
                 out["depth_gt_mask"] = torch.from_numpy(gt > 0)
+        out.update(self._extra_items(fr, tgt, flip, size))
         out["meta"] = dict(
             self._meta_extra(fr),
             dataset=self.name,
@@ -303,11 +328,14 @@ class StereoFrameDataset(Dataset):
     def _meta_extra(self, fr: Frame) -> dict:
         return {}
 
+    def _extra_items(self, fr: Frame, side: str, flip: bool, size: tuple[int, int]) -> dict:
+        return {}
+
     # ------------------------------------------------------------------ evaluation helpers
     def eval_gt(self, index: int) -> np.ndarray:
         """Native-resolution GT depth (``float32 HxW``, 0 = invalid) of sample ``index`` for the
         camera of its split side; never flipped or resized."""
-        fr = self.samples[index]
+        fr = self.frame_at(index)
         return self._gt(fr, fr.side)
 
     def mean_depth_map(self) -> np.ndarray:
@@ -315,16 +343,16 @@ class StereoFrameDataset(Dataset):
         ``mean_depth_frames`` evenly spaced samples of the split (all of them when the split is
         smaller); pixels never valid get the global mean. Cached after the first call."""
         if self._mean_depth is None:
-            if not self.samples:
+            if not len(self):
                 raise HarnessError(f"{self.name} split {self.split!r}: no samples")
-            n = len(self.samples)
+            n = len(self)
             limit = int(getattr(self, "mean_depth_frames", 0) or n)
             picks = np.unique(np.linspace(0, n - 1, min(n, limit)).round().astype(int))
-            size = self._size_for(self.samples[0])
+            size = self._size_for(self.frame_at(0))
             total = np.zeros(size)
             count = np.zeros(size)
             for i in picks:
-                fr = self.samples[int(i)]
+                fr = self.frame_at(int(i))
                 gt = self._resize_nearest(self._gt(fr, fr.side), size)
                 valid = gt > 0
                 total += np.where(valid, gt, 0.0)
