@@ -32,6 +32,10 @@ def structure_difference(a: np.ndarray, b: np.ndarray) -> float:
 # frost weight 0.7 (the image weight drops 0.7 -> 0.65, so a bright frost pulls pixel values back
 # toward the clean ones). What grows is how much of the image's own structure is replaced.
 MEASURE = {"fog": structure_difference, "frost": structure_difference}
+# the reference's snow 2 and 3 are equally strong (mean |change| 68-70 levels on every frame tried,
+# shared or fresh draws), and so are its glass_blur 3 and 4 (9.8-10.0): there the difference need
+# only not drop by more than 3 %
+FLAT = {("snow", 2), ("glass_blur", 3)}
 
 
 def test_names_groups_parameters():
@@ -84,7 +88,9 @@ def test_difference_grows_with_severity(name, street_640):
     measure = MEASURE.get(name, pixel_difference)
     for key in ("frame a", "frame b"):
         diffs = [measure(C.corrupt(street_640, name, s, seed=0, key=key), street_640) for s in C.SEVERITIES]
-        assert all(later > earlier for earlier, later in zip(diffs, diffs[1:])), (name, key, diffs)
+        grows = [later > earlier * (0.97 if (name, s) in FLAT else 1.0)
+                 for s, earlier, later in zip(C.SEVERITIES, diffs, diffs[1:])]
+        assert all(grows), (name, key, diffs)
         assert diffs[0] > 0
 
 
@@ -138,46 +144,38 @@ def test_brightness_equals_skimage_hsv_round_trip():
         assert out[0, 0].tolist() == [int(c * 255)] * 3
 
 
-def test_motion_blur_kernel_golden():
-    # angle 0: tap i reads the pixel i columns to the right, weight exp(-i^2/2s^2) normalised
-    img = np.zeros((5, 30), np.float32)
-    img[2, 20] = 1.0
-    out = C._motion_blur(img, radius=3, sigma=2.0, angle_deg=0.0)
-    w = np.exp(-np.arange(7) ** 2 / 8.0)
-    w /= w.sum()
-    expect = np.zeros_like(img)
-    expect[2, 20 - np.arange(7)] = w
-    np.testing.assert_allclose(out, expect, atol=1e-6)
+@pytest.mark.parametrize("name", [n for n in C.CORRUPTIONS if n not in C.OWN])
+def test_library_corruptions_are_the_reference_bytes(name, street_640):
+    """The 15 ImageNet-C corruptions are imagecorruptions' own output for the frame's seed, and
+    the caller's global NumPy random state is left as it was."""
+    import imagecorruptions
 
-
-def test_local_shuffle_is_a_bounded_permutation():
-    h, w, d = 40, 50, 3
-    ids = np.arange(h * w, dtype=np.int64).reshape(h, w, 1)
-    out = C._local_shuffle(ids, d, 1, np.random.default_rng(0))
-    assert sorted(out.ravel().tolist()) == list(range(h * w))  # a permutation
-    src_r, src_c = np.divmod(out[..., 0], w)
-    rr, cc = np.mgrid[:h, :w]
-    # local: a pixel can be carried on by later swaps (as in the sequential scan), but most stay near
-    dist = np.maximum(np.abs(src_r - rr), np.abs(src_c - cc))
-    assert np.median(dist) <= d and dist.mean() <= d
-    assert (out[..., 0] != ids[..., 0]).mean() > 0.5
-    # the border band that the scan never visits stays put (rows/cols < 1 and > h-1-... untouched)
-    assert np.array_equal(out[0], ids[0]) and np.array_equal(out[:, 0], ids[:, 0])
-
-
-def test_plasma_fractal_and_frost_texture():
-    rng = np.random.default_rng(0)
-    p = C._plasma_fractal(64, 2.0, rng)
-    assert p.shape == (64, 64) and p.min() == 0.0 and p.max() == pytest.approx(1.0)
-    assert np.array_equal(p, C._plasma_fractal(64, 2.0, np.random.default_rng(0)))
-    tex = C.frost_texture(2)
-    assert tex.shape == (768, 1152, 3) and tex.dtype == np.uint8 and not tex.flags.writeable
-    assert tex is C.frost_texture(2)
-    assert 0.2 < tex.mean() / 255 < 0.6
-    assert tex[..., 2].mean() > tex[..., 0].mean()  # blue-white tint
+    img = street_640[:96, :320]
+    seed = int(C.corruption_rng(4, name, "k").integers(0, 2 ** 32))
+    np.random.seed(seed)
+    kwargs = {"seed": seed} if name in ("glass_blur", "impulse_noise") else {}
+    ref = imagecorruptions.corrupt(img, corruption_name=name, severity=2, **kwargs)
+    np.random.seed(99)
+    before = np.random.random(3)
+    np.random.seed(99)
+    out = C.corrupt(img, name, 2, seed=4, key="k")
+    assert out.tobytes() == ref.tobytes()
+    assert np.array_equal(np.random.random(3), before)
 
 
 def test_grid_image(street_640):
     g = C.grid_image(street_640[:96, :320], corruptions=["fog", "jpeg_compression"], severities=[1, 5], cell_width=160)
     # header + (label band + row) per corruption; clean + 2 severities wide
     assert g.shape == (18 + 2 * (18 + 48), 3 * 160, 3) and g.dtype == np.uint8
+
+
+@pytest.mark.slow
+def test_strength_within_25_percent_of_the_reference():
+    """Every corruption's mean |change| on a natural photograph is within +-25 % of the reference's
+    at every severity (the table of docs/robustness.md, ``tests/robustness/corruption_strength.py``)."""
+    from tests.robustness.corruption_strength import markdown, strength_table
+
+    table = strength_table()
+    off = {(name, s): ours / ref for name, row in table.items() for s, (ours, ref) in zip(C.SEVERITIES, row)
+           if not 0.75 <= ours / ref <= 1.25}
+    assert not off, markdown(table)
