@@ -7,7 +7,7 @@ rest: data, teacher cache, mmengine Runner, evaluation and results.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -58,6 +58,9 @@ class Strategy(nn.Module):
     def __init__(self, loss_weights: dict[str, float] | None = None) -> None:
         super().__init__()
         self.loss_weights = {**self.default_loss_weights, **(loss_weights or {})}
+        #: what the strategy decided during training (e.g. a refused distillation), written to the
+        #: result as ``method_notes``; keep the values JSON-serialisable
+        self.notes: dict[str, Any] = {}
 
     # -- schedule --------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -90,6 +93,12 @@ class Strategy(nn.Module):
     def on_stage_start(self, stage: Stage, student: nn.Module, teacher: nn.Module | None) -> nn.Module | None:
         """Called before each stage; may return a replacement teacher (e.g. a student snapshot)."""
         return teacher
+
+    def on_stage_end(self, stage: Stage, student: nn.Module, teacher: nn.Module | None,
+                     score_val: Callable[[Callable[[dict[str, Any]], Tensor]], dict[str, Any]]) -> None:
+        """Called after each stage. ``score_val(predict_batch)`` scores ``predict_batch(batch) ->
+        depth`` on the val split with the method's val protocol (e.g. to check an online teacher
+        before distilling from it); record decisions in :attr:`notes`."""
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called at the start of every training epoch (warm-ups, forgetting factors)."""

@@ -287,6 +287,8 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
             if k == "loss" or k.startswith("term.")
         }
         stage_results["val"][stage.name] = _val_metrics(runner)
+        strategy.on_stage_end(stage, student, teacher, lambda predict_batch: evaluate_split(
+            None, val_set, val_protocol, ctx, predict_batch=predict_batch))
     ctx.timings["train_s"] = time.time() - t
 
     t = time.time()
@@ -358,6 +360,8 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     result["cost"] = cost.recorded_cost(result, ctx.catalog, cache_dir=ctx.cache_dir)  # cached per model cfg
     if robustness_record is not None:
         result["robustness"] = robustness_record
+    if strategy.notes:
+        result["method_notes"] = strategy.notes
     if not distributed.is_main_process():
         return result, None  # rank 0 writes the result file
     path = results.write_result(result, results_dir)

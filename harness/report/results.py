@@ -34,7 +34,8 @@ A result is one JSON file per run (``schema_version`` 1)::
       "work_dir": "<absolute path of the run's work dir (stage checkpoints)>",
       "cost": {"student": {...}, "teacher": {...} | null},   # harness/report/cost.py: params, flops,
                                        # latency_ms, peak_mem_mb (+ latency_gpu_ms, peak_mem_gpu_mb)
-      "robustness": {...}              # only with --eval-robustness / a *-c dataset, see below
+      "robustness": {...},             # only with --eval-robustness / a *-c dataset, see below
+      "method_notes": {...}            # only when the strategy recorded decisions (Strategy.notes)
     }
 
 ``robustness`` (``harness/eval/robustness.py``, docs/robustness.md; absent when not evaluated)::

@@ -130,9 +130,11 @@ class RSDStereoNet(_Calibrated):
     two-channel disparity estimate: the Mono-Net's ``disp[0]`` at iteration 0 (not detached,
     as in the release, unless ``detach_init=True``), then the previous iteration's estimate.
     ``iterations`` passes share the weights. Iteration ``j`` predicts ``Delta_j`` at 4 scales;
-    its full-resolution ``Delta_j^0`` is replaced by the output of the adaptive refinement
-    module (kernels from ``Delta_j^0`` and iconv1); the estimate accumulates
-    ``d^(0) = Delta_0``, ``d^(j) = Delta_j + d^(j-1)``.
+    the estimate accumulates ``d^(0) = Delta_0``, ``d^(j) = Delta_j + d^(j-1)``. The adaptive
+    refinement (``refine_mode="convex"``, [D]) then replaces the full-resolution ``d^(j),0`` by
+    a per-pixel convex combination of its own 3x3 neighbourhood plus a bounded residual
+    (weights from ``d^(j),0`` and iconv1); ``refine_mode="release"`` ([C]) instead replaces
+    ``Delta_j^0`` by the release module's output, which barely depends on its input.
 
     Args:
         base_width: ``w`` of :class:`~.modules.ResASPPNet`.
@@ -144,6 +146,8 @@ class RSDStereoNet(_Calibrated):
         refine_width: first width of the kernel predictor (paper 64; default ``base_width``).
         refine_padding: ``"replicate"`` ([D]) or ``"zeros"`` (release), see
             :class:`~.modules.AdaptiveRefinement`.
+        refine_mode, refine_residual: ``"convex"`` (default) or ``"release"``; the convex
+            update's bounded residual on/off.
         detach_init: stop the Stereo-Net's losses from reaching the Mono-Net through its input.
         focal_baseline, init_disp: as :class:`RSDMonoNet` (``init_disp`` also sets the
             refinement's output bias; the ``tanh`` increments are centred on the same bias, so an
@@ -162,7 +166,7 @@ class RSDStereoNet(_Calibrated):
     def __init__(self, base_width: int = 64, iterations: int = 2, residual_head: str = "sigmoid",
                  refine: bool = True, refine_width: int | None = None, refine_padding: str = "replicate",
                  detach_init: bool = False, focal_baseline: float | None = None,
-                 init_disp: float = 0.15) -> None:
+                 init_disp: float = 0.15, refine_mode: str = "convex", refine_residual: bool = False) -> None:
         super().__init__()
         if int(iterations) < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
@@ -175,7 +179,7 @@ class RSDStereoNet(_Calibrated):
         self.net = ResASPPNet(3 + 3 + 2, base_width, nonlocal_residual=False, init_disp=init_disp)
         self.refiner = (
             AdaptiveRefinement(self.net.dec_channels[1], int(refine_width or base_width), 2, 3, refine_padding,
-                               init_disp=init_disp)
+                               init_disp=init_disp, mode=refine_mode, residual=refine_residual)
             if refine else None
         )
         self._tanh_centre = head_bias(init_disp)
@@ -220,7 +224,8 @@ class RSDStereoNet(_Calibrated):
             act = self._activation(j)
             out = self.net(torch.cat([left, right, cur], 1), act)
             delta = dict(out["disp"])
-            if self.refiner is not None:
+            convex = self.refiner is not None and self.refiner.mode == "convex"
+            if self.refiner is not None and not convex:  # release: the refiner replaces Delta_j^0
                 delta[0] = self.refiner(delta[0], out["features"]["dec_s1"], act)
             if j == 0:
                 est = delta
@@ -229,6 +234,8 @@ class RSDStereoNet(_Calibrated):
                 est = {i: delta[i] + prev[i] for i in delta}
                 if self.residual_head == "tanh":
                     est = {i: d.clamp_min(0.0) for i, d in est.items()}
+            if convex:  # [D]: a convex (+ residual) update of the accumulated full-res estimate
+                est[0] = self.refiner(est[0], out["features"]["dec_s1"])
             estimates.append(est)
             cur = est[0]
 

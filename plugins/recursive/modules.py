@@ -13,7 +13,8 @@ Contents
   two-channel ``0.3 * sigmoid`` disparity heads at four scales), widths scaled by ``base_width``
   (64 = the paper's network).
 * :class:`AdaptiveRefinement` -- the feature-driven adaptive refinement module (per-pixel
-  predicted 3x3 kernels, ``softmax(-z^2)`` over the 18 taps of the two disparity channels).
+  predicted 3x3 kernels: a convex combination of the estimate's neighbourhood, or the release's
+  ``softmax(-z^2)`` over the 18 taps of the two disparity channels).
 * :func:`nonlocal_affinity` / :func:`nonlocal_residual` -- the parameter-free non-local block
   (``A = softmax_row(X^T X)`` on properly flattened ``C x HW`` features).
 * :func:`edge_aware_flip_fusion` -- RSD's test-time fusion of a prediction and the prediction
@@ -259,62 +260,104 @@ class ResASPPNet(nn.Module):
                 "affinity": aff}
 
 
+REFINE_MODES = ("convex", "release")
+
+
 class AdaptiveRefinement(nn.Module):
     """Feature-driven adaptive refinement (METHODS.md 3.2), full resolution.
 
-    1. kernel predictor on ``concat(d, F)``: five 3x3 ELU convs, widths ``(k1, k1, k1/2, k1/2,
-       C*9)`` with ``k1 = width`` (paper 64) -- ELU on the last one too, as in the release;
-    2. ``kappa = softmax(-z^2)`` over the ``C*9 = 18`` channels, per pixel;
-    3. ``d`` unfolded into 3x3 neighbourhoods (``C*9`` values per pixel, channel-major), times
-       ``kappa``;
-    4. a 3x3 conv (``C*9 -> C``) and the disparity activation (``0.3 sigmoid``); its bias starts
-       at :func:`head_bias` of ``init_disp`` like the heads of :class:`ResASPPNet`.
+    ``mode="convex"`` (default, [D]): a per-pixel convex combination of the 3x3 neighbourhood
+    of the estimate ``d`` itself, plus an optional bounded residual::
 
-    ``padding="replicate"`` (default, [D]) pads every conv and the unfold by replicating the
-    border, so a spatially constant disparity with spatially constant guide features gives a
-    spatially constant output everywhere, borders included. ``padding="zeros"`` is the release
-    (TF "SAME" zero padding), whose border pixels see zeros.
+        w   = softmax_over_9_taps(K(concat(d, F)))        (per pixel and disparity channel)
+        d'  = sum_taps w * unfold(d)  [+ 0.3 tanh(R(concat(d, F)))]   (clamped >= 0)
+
+    ``K`` is the release's kernel predictor (five 3x3 convs, widths ``(k1, k1, k1/2, k1/2, C*9)``)
+    whose last layer is linear and zero-initialised, so an untrained module is a 3x3 box filter of
+    ``d``; ``R`` is a zero-initialised 3x3 conv on the predictor's penultimate features (off with
+    ``residual=False``). The output therefore follows its input one-to-one (a constant ``c`` gives
+    ``c``) and the refined head learns as fast as the unrefined one. The unfold always replicates
+    the border here (zero taps would pull border disparities towards 0).
+
+    ``mode="release"`` ([C]): ``kappa = softmax(-z^2)`` over the ``C*9 = 18`` channels (ELU on
+    the last predictor conv too), ``d`` unfolded and multiplied by ``kappa``, a 3x3 conv
+    (``C*9 -> C``) and ``0.3 sigmoid``. Its output barely depends on its input (each tap carries
+    ~``d/18`` into a Glorot 18 -> 2 conv; constant inputs 0 .. 0.3 move the output from 0.0200
+    to 0.01996), so the full-resolution teacher stays flat; kept for reproducing the release.
+
+    ``padding="replicate"`` (default, [D]) pads every conv (and, in release mode, the unfold) by
+    replicating the border; ``"zeros"`` is the release's TF "SAME" zero padding.
     """
 
     def __init__(self, feat_channels: int, width: int = 64, disp_channels: int = 2, kernel: int = 3,
-                 padding: str = "replicate", init_disp: float = 0.15) -> None:
+                 padding: str = "replicate", init_disp: float = 0.15, mode: str = "convex",
+                 residual: bool = True) -> None:
         super().__init__()
         if padding not in ("replicate", "zeros"):
             raise ValueError(f"refinement padding must be 'replicate' or 'zeros', got {padding!r}")
+        if mode not in REFINE_MODES:
+            raise ValueError(f"refinement mode must be one of {REFINE_MODES}, got {mode!r}")
         self.padding = padding
+        self.mode = mode
         self.kernel = kernel
         self.disp_channels = disp_channels
         taps = disp_channels * kernel * kernel
-        widths = (width, width, max(1, width // 2), max(1, width // 2), taps)
+        widths = (width, width, max(1, width // 2), max(1, width // 2))
         layers: list[nn.Module] = []
         cin = disp_channels + feat_channels
         for cout in widths:
             layers += [nn.Conv2d(cin, cout, 3, padding=1, padding_mode=padding), nn.ELU()]
             cin = cout
-        self.kernel_net = nn.Sequential(*layers)
-        self.out = nn.Conv2d(taps, disp_channels, 3, padding=1, padding_mode=padding)
+        self.body = nn.Sequential(*layers)
+        self.logits = nn.Conv2d(cin, taps, 3, padding=1, padding_mode=padding)
+        self.out = (nn.Conv2d(taps, disp_channels, 3, padding=1, padding_mode=padding)
+                    if mode == "release" else None)
+        self.residual = (nn.Conv2d(cin, disp_channels, 3, padding=1, padding_mode=padding)
+                         if mode == "convex" and residual else None)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        nn.init.constant_(self.out.bias, head_bias(init_disp))
+        if mode == "convex":
+            for m in (self.logits, self.residual):
+                if m is not None:
+                    nn.init.zeros_(m.weight)
+        else:
+            nn.init.constant_(self.out.bias, head_bias(init_disp))
 
     def kernels(self, disp: Tensor, feat: Tensor) -> Tensor:
-        """Per-pixel kernel weights ``kappa``, ``B x (C*9) x H x W``, summing to 1 over channels."""
-        z = self.kernel_net(torch.cat([disp, feat], 1))
-        return torch.softmax(-(z * z), dim=1)
+        """Per-pixel tap weights ``B x (C*9) x H x W``: in ``"convex"`` mode summing to 1 over the
+        9 taps of each disparity channel, in ``"release"`` mode over all ``C*9`` channels."""
+        return self._kernels(self.body(torch.cat([disp, feat], 1)))
+
+    def _kernels(self, h: Tensor) -> Tensor:
+        z = self.logits(h)
+        if self.mode == "release":
+            return torch.softmax(-(F.elu(z) ** 2), dim=1)
+        b, _, hh, ww = z.shape
+        k2 = self.kernel * self.kernel
+        return torch.softmax(z.view(b, self.disp_channels, k2, hh, ww), dim=2).view_as(z)
 
     def unfold(self, disp: Tensor) -> Tensor:
         """3x3 neighbourhoods of ``disp``: ``B x (C*9) x H x W`` (channel-major: c*9 + tap)."""
         b, c, h, w = disp.shape
         p = self.kernel // 2
-        mode = "replicate" if self.padding == "replicate" else "constant"
+        mode = "replicate" if (self.padding == "replicate" or self.mode == "convex") else "constant"
         padded = F.pad(disp, (p, p, p, p), mode=mode)
         return F.unfold(padded, self.kernel).view(b, c * self.kernel * self.kernel, h, w)
 
     def forward(self, disp: Tensor, feat: Tensor, act: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-        act = act or disp_activation("sigmoid")
-        return act(self.out(self.kernels(disp, feat) * self.unfold(disp)))
+        """Refined disparity. ``act`` is the release head's activation (``"release"`` mode only;
+        the convex update stays in the units of ``disp``)."""
+        h = self.body(torch.cat([disp, feat], 1))
+        taps = self._kernels(h) * self.unfold(disp)
+        if self.mode == "release":
+            return (act or disp_activation("sigmoid"))(self.out(taps))
+        b, _, hh, ww = taps.shape
+        refined = taps.view(b, self.disp_channels, -1, hh, ww).sum(dim=2)
+        if self.residual is not None:
+            refined = (refined + DISP_SCALE * torch.tanh(self.residual(h))).clamp_min(0.0)
+        return refined
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ to the release, what is a [D] default and what is switchable.
 """
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -68,6 +69,10 @@ class RecursiveStrategy(Strategy):
         fusion_kernel: horizontal window of the edge-aware fusion (release: 21 px).
         eval_scale: ``"none"`` (metric via the dataset's ``f b``; RSD) or ``"median"``.
         ssim_alpha: SSIM weight of the appearance loss (0.85).
+        teacher_gate: after the ``joint`` stage score the Stereo-Net and the Mono-Net on val
+            (abs_rel, same protocol); when the teacher does not beat the student, the
+            ``distill`` stage runs with ``out``/``feat``/``nl`` off (one warning line; recorded
+            in the result's ``method_notes.teacher_gate``).
     """
 
     required_batch_keys = frozenset({"image", "image_right", "K", "baseline", "meta"})
@@ -85,7 +90,8 @@ class RecursiveStrategy(Strategy):
                  distill_lr: float | None = None, distill_batch_size: int | None = None,
                  distill_train_teacher: bool = True, feat_stop_grad: bool = True, nl_stop_grad: bool = True,
                  augment: bool = True, augment_prob: float = 0.5, flip_fusion: str = "edge",
-                 fusion_kernel: int = 21, eval_scale: str = "none", ssim_alpha: float = 0.85) -> None:
+                 fusion_kernel: int = 21, eval_scale: str = "none", ssim_alpha: float = 0.85,
+                 teacher_gate: bool = True) -> None:
         super().__init__(loss_weights)
         for name, weights in (("loss_weights", loss_weights), ("joint_loss_weights", joint_loss_weights)):
             unknown = set(weights or {}) - set(TERMS)
@@ -110,6 +116,8 @@ class RecursiveStrategy(Strategy):
         self.fusion_kernel = int(fusion_kernel)
         self.eval_scale_policy = eval_scale
         self.ssim_alpha = float(ssim_alpha)
+        self.teacher_gate = bool(teacher_gate)
+        self.distill_refused = False
         self.adapters = nn.ModuleDict()
 
     # -- schedule --------------------------------------------------------------------------
@@ -126,7 +134,27 @@ class RecursiveStrategy(Strategy):
         return out
 
     def stage_weights(self, stage: str) -> dict[str, float]:
-        return self.joint_loss_weights if stage == "joint" else self.loss_weights
+        if stage == "joint":
+            return self.joint_loss_weights
+        if self.distill_refused:
+            return {**self.loss_weights, **{k: 0.0 for k in DISTILL_TERMS}}
+        return self.loss_weights
+
+    def on_stage_end(self, stage: Stage, student: nn.Module, teacher: nn.Module | None,
+                     score_val: Callable) -> None:
+        """After ``joint``: distil only from a Stereo-Net that beats the Mono-Net on val."""
+        if stage.name != "joint" or not self.teacher_gate or self.joint_fraction >= 1 or teacher is None:
+            return
+        s_val = score_val(lambda b: self.predict(student, b["image"]))["abs_rel"]
+        t_val = score_val(lambda b: self.teacher_predict(teacher, student, b))["abs_rel"]
+        self.distill_refused = not t_val < s_val
+        gate = {"teacher_val_abs_rel": round(float(t_val), 6), "student_val_abs_rel": round(float(s_val), 6),
+                "distilled": not self.distill_refused}
+        if self.distill_refused:
+            gate["warning"] = (f"recursive: the Stereo-Net does not beat the Mono-Net on val after the joint stage "
+                               f"(abs_rel {t_val:.4f} vs {s_val:.4f}); the distill stage runs without out/feat/nl")
+            print(f"warning: {gate['warning']}", file=sys.stderr)
+        self.notes["teacher_gate"] = gate
 
     def weighted(self, terms: dict[str, Tensor], stage: str = "distill") -> LossDict:  # type: ignore[override]
         """Combine ``terms`` with the configured weights of ``stage`` (``joint`` or ``distill``)."""

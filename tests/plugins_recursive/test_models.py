@@ -66,7 +66,8 @@ def test_stereo_recursion_accumulates_increments_with_shared_weights():
     left, right = pair()
     mono = RSDMonoNet(base_width=8)
     s_out = mono(left)
-    t1, t3 = RSDStereoNet(base_width=8, iterations=1), RSDStereoNet(base_width=8, iterations=3)
+    t1 = RSDStereoNet(base_width=8, iterations=1, refine_mode="release")
+    t3 = RSDStereoNet(base_width=8, iterations=3, refine_mode="release")
     assert sum(p.numel() for p in t1.parameters()) == sum(p.numel() for p in t3.parameters())
     t3.load_state_dict(t1.state_dict())
     out3 = t3({"image": left, "image_right": right}, s_out)
@@ -90,7 +91,7 @@ def test_stereo_recursion_accumulates_increments_with_shared_weights():
 def test_stereo_tanh_head_signed_and_clamped():
     torch.manual_seed(1)
     left, right = pair()
-    t = RSDStereoNet(base_width=8, iterations=2, residual_head="tanh")
+    t = RSDStereoNet(base_width=8, iterations=2, residual_head="tanh", refine_mode="release")
     with torch.no_grad():  # push the head negative: increments < 0 for j >= 1
         t.net.heads["0"].bias.fill_(-3.0)
         t.refiner.out.bias.fill_(-3.0)

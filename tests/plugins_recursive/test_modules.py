@@ -28,7 +28,7 @@ def sigmoid(x: float) -> float:
 # ------------------------------------------------------------------------------------------
 def _set_golden_weights(r: AdaptiveRefinement, bias: float, w0: float, beta: float) -> None:
     with torch.no_grad():
-        last = r.kernel_net[-2]  # the conv producing z (followed by ELU)
+        last = r.logits  # the conv producing z (followed by ELU in release mode)
         last.weight.zero_()
         last.bias.fill_(bias)
         r.out.weight.fill_(w0)
@@ -38,7 +38,7 @@ def _set_golden_weights(r: AdaptiveRefinement, bias: float, w0: float, beta: flo
 def test_refinement_golden_value_on_constant_disparity():
     # z = ELU(b) in all 18 channels -> kappa = 1/18; every unfolded tap = c; out conv: 18 channels x
     # 9 spatial taps of w0 -> 0.3 sigmoid(9 * 18 * w0 * c / 18 + beta) = 0.3 sigmoid(9 w0 c + beta)
-    r = AdaptiveRefinement(feat_channels=3, width=8)
+    r = AdaptiveRefinement(feat_channels=3, width=8, mode="release")
     c, w0, beta = 0.12, 0.5, -0.2
     _set_golden_weights(r, bias=0.7, w0=w0, beta=beta)
     disp = torch.full((2, 2, 6, 10), c)
@@ -53,7 +53,7 @@ def test_refinement_golden_value_on_constant_disparity():
 
 def test_refinement_keeps_a_constant_disparity_constant_with_random_weights():
     torch.manual_seed(0)
-    r = AdaptiveRefinement(feat_channels=4, width=8)
+    r = AdaptiveRefinement(feat_channels=4, width=8, mode="release")
     disp = torch.cat([torch.full((1, 1, 7, 9), 0.05), torch.full((1, 1, 7, 9), 0.2)], 1)
     feat = torch.full((1, 4, 7, 9), 0.3)  # a constant guide (the features of a constant scene)
     out = r(disp, feat)
@@ -66,7 +66,7 @@ def test_refinement_keeps_a_constant_disparity_constant_with_random_weights():
 
 def test_refinement_zero_padding_is_the_release_and_changes_the_border():
     torch.manual_seed(0)
-    r = AdaptiveRefinement(feat_channels=1, width=8, padding="zeros")
+    r = AdaptiveRefinement(feat_channels=1, width=8, padding="zeros", mode="release")
     _set_golden_weights(r, bias=0.7, w0=0.5, beta=-0.2)
     out = r(torch.full((1, 2, 5, 5), 0.1), torch.zeros(1, 1, 5, 5))
     interior, corner = out[0, 0, 2, 2].item(), out[0, 0, 0, 0].item()
@@ -76,7 +76,7 @@ def test_refinement_zero_padding_is_the_release_and_changes_the_border():
 
 
 def test_refinement_unfold_order_and_gradients():
-    r = AdaptiveRefinement(feat_channels=2, width=8)
+    r = AdaptiveRefinement(feat_channels=2, width=8, mode="release")
     d = torch.arange(2 * 3 * 3, dtype=torch.float32).view(1, 2, 3, 3)
     patches = r.unfold(d)  # channel-major: channel c, tap (dy, dx) at c*9 + 3*dy + dx
     assert patches.shape == (1, 18, 3, 3)
@@ -88,6 +88,41 @@ def test_refinement_unfold_order_and_gradients():
     r(disp, feat, disp_activation("tanh")).sum().backward()
     assert disp.grad.abs().sum() > 0 and feat.grad.abs().sum() > 0
     assert all(p.grad is not None for p in r.parameters())
+
+
+def test_convex_refinement_output_follows_its_input_one_to_one():
+    # the release module moved 0.0200 -> 0.01996 for constant inputs 0 .. 0.3; the convex update
+    # returns every constant input exactly, for any (random) predictor weights
+    torch.manual_seed(0)
+    r = AdaptiveRefinement(feat_channels=4, width=8, residual=False)
+    for m in r.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, std=0.3)
+    feat = torch.rand(1, 4, 7, 9)
+    outs = []
+    for c in (0.0, 0.05, 0.1, 0.2, 0.3):
+        out = r(torch.full((1, 2, 7, 9), c), feat)
+        assert torch.allclose(out, torch.full_like(out, c), atol=1e-6)
+        outs.append(out.mean().item())
+    assert outs[-1] - outs[0] == pytest.approx(0.3, abs=1e-5)
+    k = r.kernels(torch.full((1, 2, 7, 9), 0.1), feat)  # 9 taps per disparity channel sum to 1
+    assert torch.allclose(k.view(1, 2, 9, 7, 9).sum(2), torch.ones(1, 2, 7, 9), atol=1e-6) and (k > 0).all()
+
+
+def test_convex_refinement_starts_as_a_box_filter_and_residual_at_zero():
+    r = AdaptiveRefinement(feat_channels=2, width=8)  # default: convex + residual, both zero-initialised
+    d = torch.rand(1, 2, 6, 8)
+    out = r(d, torch.rand(1, 2, 6, 8))
+    box = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(d, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    assert torch.allclose(out, box, atol=1e-6)
+    # the update is linear in d for fixed weights: a step of the input moves the output by it
+    d2 = d + 0.05
+    assert torch.allclose(r(d2, torch.rand(1, 2, 6, 8)) - out, torch.full_like(out, 0.05), atol=1e-6)
+    disp = d.clone().requires_grad_(True)
+    r(disp, torch.rand(1, 2, 6, 8)).sum().backward()
+    assert disp.grad.abs().sum() > 0 and r.residual.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        AdaptiveRefinement(1, mode="bilateral")
 
 
 # ------------------------------------------------------------------------------------------
@@ -216,7 +251,7 @@ def test_head_bias_golden_and_initial_disparity():
         head_bias(0.3)
     net = ResASPPNet(3, base_width=8, init_disp=0.02)
     assert all(torch.allclose(h.bias, torch.full_like(h.bias, head_bias(0.02))) for h in net.heads.values())
-    r = AdaptiveRefinement(2, 8, init_disp=0.02)
+    r = AdaptiveRefinement(2, 8, init_disp=0.02, mode="release")
     assert torch.allclose(r.out.bias, torch.full_like(r.out.bias, head_bias(0.02)))
     # the centred tanh activation maps the initial bias to a zero increment
     act = disp_activation("tanh", centre=head_bias(0.02))

@@ -32,3 +32,6 @@ def test_recursive_quick_run_records_student_and_teacher(tmp_path, monkeypatch):
     assert self_terms <= set(joint) and not {"out", "feat", "nl"} & set(joint)
     assert self_terms | {"out", "feat", "nl"} <= set(distill)
     assert saved["config"]["data"]["train"]["flip_mode"] == "swap"
+    # the teacher gate scored both nets on val after the joint stage and recorded its decision
+    gate = saved["method_notes"]["teacher_gate"]
+    assert gate["distilled"] == (gate["teacher_val_abs_rel"] < gate["student_val_abs_rel"])

@@ -221,3 +221,36 @@ def test_configure_run_hook_restores_rsd_models_and_swap_flips():
         warnings.simplefilter("error")
         recursive.harness_configure_run(other)
     assert other.student.type == "resnet" and other.data.train.flip_mode == "mirror"
+
+
+@pytest.mark.parametrize("teacher_better", [True, False])
+def test_teacher_gate_refuses_to_distil_from_a_worse_stereo_net(teacher_better, capsys):
+    strategy, student, teacher = setup()
+    stage_joint, stage_distill = strategy.stages()
+    batch = make_batch()
+    calls = []
+
+    def score_val(predict_batch):  # stands in for the harness's val scoring: who is asked, in order
+        depth = predict_batch(batch)
+        assert depth.shape == (2, 1, H, W)
+        calls.append(len(calls))
+        student_abs, teacher_abs = 0.20, (0.15 if teacher_better else 0.25)
+        return {"abs_rel": student_abs if len(calls) == 1 else teacher_abs}
+
+    strategy.on_stage_end(stage_distill, student, teacher, score_val)  # only the joint stage is gated
+    assert calls == [] and strategy.notes == {}
+    strategy.on_stage_end(stage_joint, student, teacher, score_val)
+    gate = strategy.notes["teacher_gate"]
+    assert gate["distilled"] is teacher_better
+    assert gate["teacher_val_abs_rel"] == (0.15 if teacher_better else 0.25)
+    _, _, loss = step(strategy, student, teacher, batch, "distill")
+    err = capsys.readouterr().err
+    if teacher_better:
+        assert {"out", "feat", "nl"} <= set(loss.terms) and "warning" not in gate and err == ""
+    else:
+        assert not {"out", "feat", "nl"} & set(loss.terms)  # the distillation terms are off
+        assert SELF <= set(loss.terms)
+        assert err.count("\n") == 1 and "does not beat the Mono-Net" in err and gate["warning"] in err
+    off = RecursiveStrategy(augment=False, teacher_gate=False)
+    off.on_stage_end(stage_joint, student, teacher, score_val)
+    assert off.notes == {}
