@@ -22,7 +22,7 @@ __all__ = [
     "focal_modulation",
     "kl_rows",
     "laplacian_nll",
-    "log_l1",
+    "log1p_l1",
     "lr_consistency",
     "masked_mean",
     "min_reprojection",
@@ -215,8 +215,9 @@ def silog(pred: Tensor, gt: Tensor, mask: Tensor | None = None, lam: float = 0.8
     return torch.where(pos, scale * torch.sqrt(torch.where(pos, var, one)), var * 0.0)
 
 
-def log_l1(pred: Tensor, target: Tensor, mask: Tensor | None = None, reduction: str = "mean") -> Tensor:
-    """Depth Hints log-L1: ``log(1 + |pred - target|)``, masked mean (or per-pixel map)."""
+def log1p_l1(pred: Tensor, target: Tensor, mask: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """``log(1 + |pred - target|)`` (Depth Hints' proxy loss; in metres it weighs the same
+    relative error more the farther the pixel), masked mean (or per-pixel map)."""
     return _reduce(torch.log1p((pred - target).abs()), mask, reduction)
 
 

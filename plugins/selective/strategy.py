@@ -28,7 +28,9 @@ from torch import Tensor, nn
 from harness import DepthOutput, HarnessError, LossDict, Needs, StepContext, Strategy
 from harness.distill.flips import flip_where, mirror_back, partner_on_left
 from harness.distill.geometry import focal_baseline, warp_stereo
-from harness.distill.losses import bce, feature_distance, masked_mean, min_reprojection, photometric_error, smoothness
+from harness.distill.losses import (
+    bce, feature_distance, log1p_l1, masked_mean, min_reprojection, photometric_error, smoothness,
+)
 
 from .modules import FeatureAdapter, MaskDecoder, forward_with_masks, has_shared_encoder
 
@@ -51,7 +53,9 @@ PROXY_SOURCES = ("online", "precomputed")
 TS_MODES = ("auto", "feature", "response")
 PHOTO_REGIONS = ("all", "outside_proxy", "self")
 PROXY_MASKS = ("pred", "target")
-PROXY_FORMS = ("log_l1", "abs_log")
+PROXY_FORMS = ("log1p_l1", "abs_log")
+#: deprecated spellings of ``proxy_form`` still accepted (result files of earlier runs use them)
+PROXY_FORM_ALIASES = {"log_l1": "log1p_l1"}
 MASK_TARGETS = ("A", "B")
 
 
@@ -130,10 +134,10 @@ def smooth_loss(disps: dict[int, Tensor], img: Tensor) -> Tensor:
     return torch.stack(terms).mean()
 
 
-def proxy_loss(depths: list[Tensor], proxy_depth: Tensor, masks: list[Tensor], form: str = "log_l1") -> Tensor:
+def proxy_loss(depths: list[Tensor], proxy_depth: Tensor, masks: list[Tensor], form: str = "log1p_l1") -> Tensor:
     """Selective proxy supervision, mean over scales::
 
-        log_l1 (Depth Hints, default):  mean_p  M^j(p) log(1 + |D^j(p) - D_P(p)|)
+        log1p_l1 (Depth Hints):         mean_p  M^j(p) log(1 + |D^j(p) - D_P(p)|)
         abs_log (switch):               mean_p  M^j(p) |log D^j(p) - log D_P(p)|
 
     ``depths[j]`` and ``masks[j]`` are at full resolution; the mean runs over ALL pixels (not a
@@ -141,12 +145,13 @@ def proxy_loss(depths: list[Tensor], proxy_depth: Tensor, masks: list[Tensor], f
     ``abs_log`` weighs relative errors equally at every distance (log-L1 in metres weighs an
     error of x % more the farther the pixel).
     """
-    if form == "log_l1":
-        per_pixel = [torch.log1p((d - proxy_depth).abs()) for d in depths]
+    form = PROXY_FORM_ALIASES.get(form, form)
+    if form == "log1p_l1":
+        per_pixel = [log1p_l1(d, proxy_depth, reduction="none") for d in depths]
     elif form == "abs_log":
         per_pixel = [(torch.log(d) - torch.log(proxy_depth)).abs() for d in depths]
     else:
-        raise ValueError(f"proxy loss form must be 'log_l1' or 'abs_log', got {form!r}")
+        raise ValueError(f"proxy loss form must be 'log1p_l1' or 'abs_log', got {form!r}")
     return torch.stack([(m * e).mean() for e, m in zip(per_pixel, masks)]).mean()
 
 
@@ -197,7 +202,8 @@ class SelectiveStrategy(Strategy):
         mask_threshold: binarisation threshold (0.5).
         proxy_mask: which mask gates the proxy term: ``"pred"`` (the binarised MaskDecoder output,
             METHODS 2.4(c)) or ``"target"`` (the reprojection-error target ``y_P``).
-        proxy_form: ``"log_l1"`` (Depth Hints ``log(1 + |D_S - D_P|)``, METHODS 2.4(c)) or
+        proxy_form: ``"log1p_l1"`` (Depth Hints ``log(1 + |D_S - D_P|)``, METHODS 2.4(c); the
+            old name ``"log_l1"`` is a deprecated alias) or
             ``"abs_log"`` (``|log D_S - log D_P|``).
         photo_region: where the photometric term applies: ``"all"`` (auto-mask only, METHODS
             2.4(d)), ``"outside_proxy"`` (``1 - M_P``) or ``"self"`` (``M_S``).
@@ -230,7 +236,7 @@ class SelectiveStrategy(Strategy):
         joint_mask_grad: bool = False,
         mask_threshold: float = 0.5,
         proxy_mask: str = "pred",
-        proxy_form: str = "log_l1",
+        proxy_form: str = "log1p_l1",
         photo_region: str = "all",
         automask: bool = True,
         ts_mode: str = "auto",
@@ -259,7 +265,7 @@ class SelectiveStrategy(Strategy):
         self.joint_mask_grad = bool(joint_mask_grad)
         self.mask_threshold = float(mask_threshold)
         self.proxy_mask = choose("proxy_mask", proxy_mask, PROXY_MASKS)
-        self.proxy_form = choose("proxy_form", proxy_form, PROXY_FORMS)
+        self.proxy_form = choose("proxy_form", PROXY_FORM_ALIASES.get(proxy_form, proxy_form), PROXY_FORMS)
         self.photo_region = choose("photo_region", photo_region, PHOTO_REGIONS)
         self.automask = bool(automask)
         self.ts_mode = choose("ts_mode", ts_mode, TS_MODES)

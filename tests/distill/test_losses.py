@@ -14,7 +14,7 @@ from harness.distill.losses import (
     focal_modulation,
     kl_rows,
     laplacian_nll,
-    log_l1,
+    log1p_l1,
     lr_consistency,
     masked_mean,
     min_reprojection,
@@ -151,13 +151,13 @@ def test_silog_golden_and_zero():
     assert silog(pred2, gt2, gt2 > 0).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_log_l1_golden():
+def test_log1p_l1_golden():
     pred = torch.tensor([[[[2.0, 1.0, 9.0]]]])
     target = torch.tensor([[[[0.5, 1.0, 0.0]]]])
     mask = torch.tensor([[[[True, True, False]]]])
-    assert log_l1(pred, target, mask).item() == pytest.approx(math.log(2.5) / 2)
-    assert log_l1(pred, pred).item() == 0.0
-    assert log_l1(pred, target, reduction="none").shape == pred.shape
+    assert log1p_l1(pred, target, mask).item() == pytest.approx(math.log(2.5) / 2)
+    assert log1p_l1(pred, pred).item() == 0.0
+    assert log1p_l1(pred, target, reduction="none").shape == pred.shape
 
 
 def test_laplacian_nll_golden():

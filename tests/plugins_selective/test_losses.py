@@ -241,3 +241,13 @@ def test_ts_response_golden_by_hand():
     assert ts_response_loss(d, d_p, y_p, conf).item() == pytest.approx(want, rel=1e-6)
     assert ts_response_loss(d, d_p, y_p).item() == pytest.approx((1.0 + math.log(2.0)) / 3, rel=1e-6)
     assert ts_response_loss(d, d_p, torch.zeros_like(y_p)).item() == 0.0
+
+
+def test_proxy_form_log1p_l1_and_its_deprecated_alias():
+    d, proxy, m = torch.tensor([[[[3.0, 1.0]]]]), torch.ones(1, 1, 1, 2), torch.ones(1, 1, 1, 2)
+    want = math.log(3.0) / 2  # log(1 + |3 - 1|) on one of two pixels
+    assert proxy_loss([d], proxy, [m], form="log1p_l1").item() == pytest.approx(want, rel=1e-6)
+    assert proxy_loss([d], proxy, [m], form="log_l1").item() == pytest.approx(want, rel=1e-6)
+    from stereodistill_plugins.selective.strategy import SelectiveStrategy
+
+    assert SelectiveStrategy(proxy_form="log_l1").proxy_form == "log1p_l1"
