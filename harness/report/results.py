@@ -79,6 +79,8 @@ from harness.errors import HarnessError, HarnessWarning, RunFailure
 
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema_version", "method", "seed", "protocol", "metrics")
+#: files of a results folder that are known not to be results (``harness matrix``'s record)
+NOT_RESULTS = frozenset({"matrix.json"})
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -157,6 +159,8 @@ def load_results(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
         raise HarnessError(f"option --results {d}: no such directory")
     out = []
     for path in sorted(d.glob("*.json")):
+        if path.name in NOT_RESULTS:
+            continue
         try:
             out.append(read_result(path))
         except HarnessError as exc:
