@@ -12,11 +12,11 @@ import os
 import sys
 import warnings
 
-from harness.cli import data, deploy, evaluate, leaderboard, listing, run
+from harness.cli import data, deploy, evaluate, leaderboard, listing, matrix, run
 from harness.cli.common import Parser
 from harness.errors import EXIT_RUNTIME
 
-GROUPS = (listing, run, leaderboard, data, evaluate, deploy)  # the order of `harness --help`
+GROUPS = (listing, run, matrix, leaderboard, data, evaluate, deploy)  # the order of `harness --help`
 
 
 def build_parser() -> argparse.ArgumentParser:
