@@ -29,7 +29,7 @@ from harness import DepthOutput, HarnessError, LossDict, Needs, StepContext, Str
 from harness.distill.flips import flip_where, mirror_back, partner_on_left
 from harness.distill.geometry import focal_baseline, warp_stereo
 from harness.distill.losses import (
-    bce, feature_distance, log1p_l1, masked_mean, min_reprojection, photometric_error, smoothness,
+    bce, box_mean, feature_distance, log1p_l1, masked_mean, min_reprojection, photometric_error, smoothness,
 )
 
 from .modules import FeatureAdapter, MaskDecoder, forward_with_masks, has_shared_encoder
@@ -84,20 +84,36 @@ def _up(x: Tensor, size, mode: str = "bilinear") -> Tensor:
 # Loss terms (pure functions, unit-tested one by one)
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
-def mask_targets(e_proxy: Tensor, e_self: Tensor, e_ident: Tensor, proxy_valid: Tensor | None = None
-                 ) -> tuple[Tensor, Tensor]:
+def mask_targets(e_proxy: Tensor, e_self: Tensor, e_ident: Tensor, proxy_valid: Tensor | None = None,
+                 margin: float = 0.0, window: int = 1) -> tuple[Tensor, Tensor]:
     """Interpretation A of METHODS 2.4(b), per pixel (float 0/1 maps)::
 
-        y_P = 1[E_P < E_S] 1[E_P < E_id]      proxy better than own estimate and not static
-        y_S = 1[E_S <= E_P] 1[E_S < E_id]     own estimate better
+        y_P = 1[<E_P> < (1 - m) <E_S>] 1[E_P < E_id]      proxy clearly better than own estimate, not static
+        y_S = 1[<E_P> >= (1 - m) <E_S>] 1[E_S < E_id]     own estimate better, or as good
 
+    ``m = margin``; ``<E>`` is the ``window x window`` local mean of the error map (replicated
+    border; 1 = the pixel itself). ``margin=0, window=1`` is the plain per-pixel comparison,
+    which is a coin flip once the student has copied the proxy (``E_S ~ E_P`` up to noise): the
+    MaskDecoder then learns "proxy almost everywhere". Comparing local means with a margin
+    averages the per-pixel noise out, gives ties to the student's own estimate and keeps the
+    proxy where it explains the pair clearly better over a neighbourhood.
     ``proxy_valid`` (bool) marks pixels with a usable proxy; elsewhere ``E_P = +inf`` (so
     ``y_P = 0`` and ``y_S = 1[E_S < E_id]``).
     """
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"mask target margin must be in [0, 1), got {margin}")
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"mask target window must be a positive odd integer, got {window}")
+    local_p, local_s = e_proxy, e_self
+    if window > 1:
+        p = window // 2
+        both = F.pad(torch.cat([e_proxy, e_self], 1), (p, p, p, p), mode="replicate")
+        local_p, local_s = box_mean(both, window).chunk(2, dim=1)
+    proxy_wins = local_p < (1.0 - margin) * local_s
     if proxy_valid is not None:
-        e_proxy = torch.where(proxy_valid.bool(), e_proxy, torch.full_like(e_proxy, float("inf")))
-    y_p = (e_proxy < e_self) & (e_proxy < e_ident)
-    y_s = (e_self <= e_proxy) & (e_self < e_ident)
+        proxy_wins = proxy_wins & proxy_valid.bool()
+    y_p = proxy_wins & (e_proxy < e_ident)
+    y_s = ~proxy_wins & (e_self < e_ident)
     return y_p.to(e_self.dtype), y_s.to(e_self.dtype)
 
 
@@ -200,6 +216,9 @@ class SelectiveStrategy(Strategy):
         joint_mask_grad: False = ``sg`` on ``ŷ`` before binarising (masks learn from BCE only);
             True = straight-through gradients from the depth losses into the MaskDecoder.
         mask_threshold: binarisation threshold (0.5).
+        target_margin, target_window: the mask targets compare ``window x window`` local means
+            of the error maps with a relative margin (``y_P`` needs ``<E_P> < (1 - m) <E_S>``;
+            ties go to the student), see :func:`mask_targets`; 0 and 1 = the plain rule.
         proxy_mask: which mask gates the proxy term: ``"pred"`` (the binarised MaskDecoder output,
             METHODS 2.4(c)) or ``"target"`` (the reprojection-error target ``y_P``).
         proxy_form: ``"log1p_l1"`` (Depth Hints ``log(1 + |D_S - D_P|)``, METHODS 2.4(c); the
@@ -235,6 +254,8 @@ class SelectiveStrategy(Strategy):
         mask_targets: str = "A",
         joint_mask_grad: bool = False,
         mask_threshold: float = 0.5,
+        target_margin: float = 0.2,
+        target_window: int = 7,
         proxy_mask: str = "pred",
         proxy_form: str = "log1p_l1",
         photo_region: str = "all",
@@ -264,6 +285,12 @@ class SelectiveStrategy(Strategy):
                                "proxy_source='online' can make; use mask_targets='A'")
         self.joint_mask_grad = bool(joint_mask_grad)
         self.mask_threshold = float(mask_threshold)
+        if not 0.0 <= float(target_margin) < 1.0:
+            raise HarnessError(f"method.target_margin must be in [0, 1), got {target_margin!r}")
+        self.target_margin = float(target_margin)
+        if int(target_window) < 1 or int(target_window) % 2 == 0:
+            raise HarnessError(f"method.target_window must be a positive odd integer, got {target_window!r}")
+        self.target_window = int(target_window)
         self.proxy_mask = choose("proxy_mask", proxy_mask, PROXY_MASKS)
         self.proxy_form = choose("proxy_form", PROXY_FORM_ALIASES.get(proxy_form, proxy_form), PROXY_FORMS)
         self.photo_region = choose("photo_region", photo_region, PHOTO_REGIONS)
@@ -463,7 +490,7 @@ class SelectiveStrategy(Strategy):
         e_s = _reprojection(img, right, fb / depth.detach(), sign) if e_self is None else e_self
         if self.mask_target_mode == "A":
             e_p = _reprojection(img, right, proxy_disp, sign)
-            y_p, y_s = mask_targets(e_p, e_s, e_id, valid)
+            y_p, y_s = mask_targets(e_p, e_s, e_id, valid, self.target_margin, self.target_window)
             return y_p, y_s, None
         return self._targets_b(t_out, img, right, proxy_disp, valid, sign, e_s, e_id, fb)
 
@@ -478,8 +505,8 @@ class SelectiveStrategy(Strategy):
         e_l = _reprojection(img, right, disp_l, sign)
         e_r = _reprojection(img, right, disp_rl, sign)
         valid_r = (disp_rl > 0) & valid_l
-        y0, _ = mask_targets(e_l, e_s, e_id, valid_l)
-        y1, _ = mask_targets(e_r, e_s, e_id, valid_r)
+        y0, _ = mask_targets(e_l, e_s, e_id, valid_l, self.target_margin, self.target_window)
+        y1, _ = mask_targets(e_r, e_s, e_id, valid_r, self.target_margin, self.target_window)
         depth_r = (fb / disp_rl.clamp_min(1e-6)).clamp(self.min_depth, self.max_depth)
         return y0, y1, (depth_r, valid_r.to(img.dtype))
 

@@ -120,7 +120,7 @@ def test_interpretation_b_marks_each_proxy_valid_where_it_explains_the_pair(wron
     bad_r = torch.zeros(W, dtype=torch.bool)
     bad_r[: W - D] = bad[D:]
     right_proxy = torch.where(bad_r, float(D + 3), float(D)).to(torch.float64).expand(1, 1, H, W).clone()
-    s = SelectiveStrategy(mask_targets="B")
+    s = SelectiveStrategy(mask_targets="B", target_margin=0.0, target_window=1)  # the per-pixel rule
     t_out = DepthOutput(disp={0: left_proxy}, aux={"disp_right": right_proxy})
     y0, y1, (depth_r, valid_r) = s.mask_targets_for(batch, depth, left_proxy, left_proxy > 0, t_out)
     l0, r0 = interior(y0)
@@ -131,3 +131,28 @@ def test_interpretation_b_marks_each_proxy_valid_where_it_explains_the_pair(wron
     assert valid_r.min() == 1
     expected = torch.where(bad, FB / (D + 3), FB / D).to(torch.float64).expand(1, 1, H, W)
     torch.testing.assert_close(depth_r[..., D:], expected[..., D:])
+
+
+def test_targets_do_not_collapse_to_proxy_once_the_student_copies_it():
+    # the student has copied the proxy: both are the true disparity up to jitter of the same
+    # size, so E_S ~ E_P. Without a margin the proxy target was a coin flip per pixel (~half the
+    # pixels), which the MaskDecoder learnt as "proxy almost everywhere"; with the default margin
+    # the ties go to the student
+    batch, _, _ = constructed_batch()
+    g = torch.Generator().manual_seed(0)
+    proxy = D + 0.05 * torch.randn(1, 1, H, W, generator=g, dtype=torch.float64)
+    depth = FB / (D + 0.05 * torch.randn(1, 1, H, W, generator=g, dtype=torch.float64))
+    y_p, y_s, _ = SelectiveStrategy().mask_targets_for(batch, depth, proxy, proxy > 0)
+    inner = (slice(None), slice(None), slice(1, -1), slice(D + 4, W - 1))
+    assert float(y_p[inner].mean()) < 0.1
+    assert float(y_s[inner].mean()) > 0.9
+    plain_p, _, _ = SelectiveStrategy(target_margin=0.0, target_window=1).mask_targets_for(batch, depth, proxy, proxy > 0)
+    assert 0.2 < float(plain_p[inner].mean()) < 0.8  # the coin flip the margin removes
+    # a clearly better proxy still wins with the margin (the constructed halves)
+    batch, proxy, depth = constructed_batch()
+    y_p, _, _ = SelectiveStrategy().mask_targets_for(batch, depth, proxy, proxy > 0)
+    assert interior(y_p)[0].min() == 1 and interior(y_p)[1].max() == 0
+    with pytest.raises(ValueError):
+        mask_targets(torch.ones(1), torch.ones(1), torch.ones(1), margin=1.0)
+    with pytest.raises(ValueError):
+        mask_targets(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2), window=2)

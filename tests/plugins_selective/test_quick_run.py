@@ -30,7 +30,7 @@ def quick(tmp_path, monkeypatch, cache, *options):
 
 @pytest.mark.slow
 def test_quick_run_online_teacher(tmp_path, monkeypatch, cache):
-    result, path = quick(tmp_path, monkeypatch, cache)
+    result, path = quick(tmp_path, monkeypatch, cache, "method.baseline_norm=None")  # the metric-baseline variant
     assert json.loads(path.read_text())["method"] == "selective"
     assert set(result["losses"]["student"]) == TERMS | {"loss"}
     assert result["teacher"]["mode"] == "frozen" and result["protocol"]["scale"] == "none"
