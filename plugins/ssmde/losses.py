@@ -330,23 +330,40 @@ def mask_ranking_pairs(unreliable: Tensor, valid: Tensor, global_fraction: float
     return torch.cat([ia_u, ia_g], 1), torch.cat([ib_u, ib_g], 1), torch.cat([ok_u, ok_g], 1)
 
 
+RANK_SPACES = ("log", "depth")
+
+
 def ranking_from_pairs(depth: Tensor, pseudo: Tensor, ia: Tensor, ib: Tensor, pair_valid: Tensor,
-                       ratio: float = 1.15) -> Tensor:
-    """Ordinal logistic loss ``log(1 + exp(-l (D_a - D_b)))`` with ``l`` from the pseudo-depth
+                       ratio: float = 1.15, space: str = "log") -> Tensor:
+    """Ordinal logistic loss ``log(1 + exp(-l (x_a - x_b)))`` with ``l`` from the pseudo-depth
     ratio (``ranking_labels``, threshold ``ratio``), over pairs with non-zero labels whose two
-    pseudo-depth values are valid (> 0) and ``pair_valid``."""
+    pseudo-depth values are valid (> 0) and ``pair_valid``.
+
+    ``space="log"`` (default): ``x = log(D / median(D))``, the median-normalised log depth of
+    each image, so the loss is invariant to a global scale of ``D`` (the median cancels in
+    ``x_a - x_b``; it is kept so ``x`` is a well-defined per-image quantity). ``space="depth"``:
+    ``x = D`` in metres (SC-DepthV3), which always rewards a larger scale (``dL/dlog s < 0``:
+    stretching the depth widens every correctly ordered gap) and so inflates the student's scale.
+    """
+    if space not in RANK_SPACES:
+        raise ValueError(f"ranking space must be one of {RANK_SPACES}, got {space!r}")
     pa, pb = _gather(pseudo, ia)[:, 0], _gather(pseudo, ib)[:, 0]
     keep = pair_valid & (pa > 0) & (pb > 0)
     labels = ranking_labels(pa, pb, ratio) * keep.to(pa.dtype)
+    if space == "log":
+        log_d = torch.log(depth.clamp_min(1e-6))
+        depth = log_d - log_d.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)
     da, db = _gather(depth, ia)[:, 0], _gather(depth, ib)[:, 0]
     return ranking_loss(da, db, labels.detach())
 
 
 def mask_ranking(depth: Tensor, pseudo: Tensor, unreliable: Tensor, *, ratio: float = 1.15,
-                 global_fraction: float = 0.1, generator: torch.Generator | None = None) -> Tensor:
-    """SC-DepthV3's mask ranking ``L_mr``: :func:`mask_ranking_pairs` + :func:`ranking_from_pairs`."""
+                 global_fraction: float = 0.1, generator: torch.Generator | None = None,
+                 space: str = "log") -> Tensor:
+    """SC-DepthV3's mask ranking ``L_mr``: :func:`mask_ranking_pairs` + :func:`ranking_from_pairs`
+    (``space``: see there)."""
     ia, ib, ok = mask_ranking_pairs(unreliable, pseudo > 0, global_fraction, generator)
-    return ranking_from_pairs(depth, pseudo, ia, ib, ok, ratio)
+    return ranking_from_pairs(depth, pseudo, ia, ib, ok, ratio, space)
 
 
 # --------------------------------------------------------------------------------------------

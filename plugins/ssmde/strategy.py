@@ -56,6 +56,8 @@ class SSMDEStrategy(Strategy):
     pseudo_weights: weights of ``normal`` / ``normal_rank`` / ``mask_rank`` inside ``pseudo``.
     pseudo_static_only: restrict normal matching / ranking to the static mask ``M_st``.
     rank_ratio, global_pair_fraction: mask ranking labels threshold (1.15), random pairs (0.1).
+    rank_space: ``"log"`` (median-normalised log depth: invariant to the depth's global scale)
+        or ``"depth"`` (SC-DepthV3, metres: rewards a larger scale), see ``losses.ranking_from_pairs``.
     normal_rank_anchors, normal_rank_distance: edge-guided sampling (per image and edge kind).
     forgetting, phi0, forgetting_decay, forgetting_linear_fraction: ``phi(e)``
         (``"exponential"``: ``phi0 * decay**e``; ``"linear"``: ``max(0, 1 - e / E_f)``,
@@ -63,7 +65,9 @@ class SSMDEStrategy(Strategy):
     total_epochs: the run's total student epochs (filled from ``schedule.epochs`` by the
         plugin's ``harness_configure_run`` hook); needed for ``"linear"`` and to continue the
         epoch count across stages on resume.
-    stage_fractions: ``epochs_fraction`` of stages A and B (0.5, 0.5).
+    stage_fractions: ``epochs_fraction`` of stages A and B (0.5, 0.5). Stage B continues stage
+        A's optimiser state and LR schedule (``Stage(reset_schedule=False)``): it is a
+        continuation at the annealed learning rate, not a restart at the stage lr.
     teacher_update: ``"snapshot"`` (frozen copy at the start of B) or ``"ema"``.
     ema_momentum: EMA momentum (0.999), applied after every optimiser step of stage B.
     kd_scales, kd_align: student scales distilled; ``"median"`` or ``"none"`` scale alignment.
@@ -96,6 +100,7 @@ class SSMDEStrategy(Strategy):
         pseudo_weights: dict[str, float] | None = None,
         pseudo_static_only: bool = True,
         rank_ratio: float = 1.15,
+        rank_space: str = "log",
         global_pair_fraction: float = 0.1,
         normal_rank_anchors: int = 1024,
         normal_rank_distance=(3, 20),
@@ -150,6 +155,9 @@ class SSMDEStrategy(Strategy):
         self.pseudo_weights = {**DEFAULT_PSEUDO_WEIGHTS, **(pseudo_weights or {})}
         self.pseudo_static_only = bool(pseudo_static_only)
         self.rank_ratio = float(rank_ratio)
+        if rank_space not in L.RANK_SPACES:
+            raise HarnessError(f"method.rank_space={rank_space!r} is not one of {list(L.RANK_SPACES)}")
+        self.rank_space = rank_space
         self.global_pair_fraction = float(global_pair_fraction)
         self.normal_rank_anchors = int(normal_rank_anchors)
         self.normal_rank_distance = tuple(int(d) for d in normal_rank_distance)
@@ -186,7 +194,7 @@ class SSMDEStrategy(Strategy):
     # -- schedule --------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
         fa, fb = self.stage_fractions
-        return [Stage("A", epochs_fraction=fa), Stage("B", epochs_fraction=fb)]
+        return [Stage("A", epochs_fraction=fa), Stage("B", epochs_fraction=fb, reset_schedule=False)]
 
     def _stage_epochs(self, stage: Stage) -> int | None:
         """Epochs of ``stage`` by the harness's rule (``harness.pipeline.train.stage_epochs``)."""
@@ -329,7 +337,8 @@ class SSMDEStrategy(Strategy):
                 distance=self.normal_rank_distance)
         if w["mask_rank"]:
             total = total + w["mask_rank"] * L.mask_ranking(
-                depth, pseudo, unreliable, ratio=self.rank_ratio, global_fraction=self.global_pair_fraction)
+                depth, pseudo, unreliable, ratio=self.rank_ratio, global_fraction=self.global_pair_fraction,
+                space=self.rank_space)
         return self.phi * total
 
     def _kd(self, img: Tensor, sources: list[Tensor], K: Tensor, s_out: dict[str, DepthOutput], t_out: DepthOutput,

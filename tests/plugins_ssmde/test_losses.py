@@ -212,7 +212,8 @@ def test_edge_guided_normal_ranking_zero_for_matching_normals():
     assert 0.0 < loss.item() <= 1.0
 
 
-def test_ranking_from_pairs_golden():
+def test_ranking_from_pairs_golden():  # SC-DepthV3's form, on depth in metres
+    rank = lambda *a, **k: L.ranking_from_pairs(*a, space="depth", **k)  # noqa: E731
     D = t(1.0, 2.0, 3.0, 4.0)
     P = t(1.0, 1.1, 2.0, 4.0)
     ia, ib = torch.tensor([[0, 1, 3, 0]]), torch.tensor([[2, 0, 2, 0]])
@@ -220,23 +221,48 @@ def test_ranking_from_pairs_golden():
     # pair 0: P0/P2 = 0.5 -> l = -1, softplus(-2); pair 1: ratio 1.1 < 1.15 -> ignored;
     # pair 2: P3/P2 = 2 -> l = +1, softplus(-1); pair 3: same pixel -> ignored
     sp = lambda x: math.log1p(math.exp(x))  # noqa: E731
-    assert L.ranking_from_pairs(D, P, ia, ib, ok).item() == pytest.approx((sp(-2) + sp(-1)) / 2)
+    assert rank(D, P, ia, ib, ok).item() == pytest.approx((sp(-2) + sp(-1)) / 2)
     ok[0, 2] = False
-    assert L.ranking_from_pairs(D, P, ia, ib, ok).item() == pytest.approx(sp(-2))
+    assert rank(D, P, ia, ib, ok).item() == pytest.approx(sp(-2))
     P0 = P.clone()
     P0[..., 3] = 0.0  # invalid pseudo-depth: pair 2 dropped
-    assert L.ranking_from_pairs(D, P0, ia, ib, torch.ones(1, 4, dtype=torch.bool)).item() == pytest.approx(sp(-2))
+    assert rank(D, P0, ia, ib, torch.ones(1, 4, dtype=torch.bool)).item() == pytest.approx(sp(-2))
     # ratio threshold 1.05: pair 1 counts now (+1: D1 - D0 = 1 -> softplus(-1))
-    assert L.ranking_from_pairs(D, P, ia, ib, torch.ones(1, 4, dtype=torch.bool), ratio=1.05).item() == \
+    assert rank(D, P, ia, ib, torch.ones(1, 4, dtype=torch.bool), ratio=1.05).item() == \
         pytest.approx((sp(-2) + sp(-1) + sp(-1)) / 3)
 
 
-def test_ranking_from_pairs_gradcheck():
+@pytest.mark.parametrize("space", ["log", "depth"])
+def test_ranking_from_pairs_gradcheck(space):
     D = (t(1.0, 2.0, 3.0, 4.0) + 0.1).requires_grad_()
     P = t(1.0, 1.1, 2.0, 4.0)
     ia, ib = torch.tensor([[0, 1, 3]]), torch.tensor([[2, 0, 2]])
     ok = torch.ones(1, 3, dtype=torch.bool)
-    assert torch.autograd.gradcheck(lambda d: L.ranking_from_pairs(d, P, ia, ib, ok), (D,))
+    assert torch.autograd.gradcheck(lambda d: L.ranking_from_pairs(d, P, ia, ib, ok, space=space), (D,))
+
+
+def test_ranking_is_invariant_to_a_global_depth_scale():
+    # on depth in metres dL/dlog s was -0.131, -0.079, -0.034, -0.009, -0.001 at x0.25 .. x4: the
+    # ranking always rewarded a larger scale; on median-normalised log depth it is 0
+    g = torch.Generator().manual_seed(0)
+    base = 1.0 + 20.0 * torch.rand(2, 1, 12, 16, generator=g, dtype=torch.float64)
+    pseudo = base * torch.exp(0.02 * torch.randn(2, 1, 12, 16, generator=g, dtype=torch.float64))
+    unreliable = L.lowest_fraction(torch.rand(2, 1, 12, 16, generator=g, dtype=torch.float64), 0.2)
+    for space, invariant in (("log", True), ("depth", False)):
+        grads = []
+        for s in (0.25, 0.5, 1.0, 2.0, 4.0):
+            log_s = torch.tensor(math.log(s), dtype=torch.float64, requires_grad=True)
+            loss = L.mask_ranking(base * log_s.exp(), pseudo, unreliable, space=space,
+                                  generator=torch.Generator().manual_seed(1))
+            (grad,) = torch.autograd.grad(loss, log_s)
+            grads.append(grad.item())
+        if invariant:
+            assert max(abs(x) for x in grads) < 1e-9, grads
+        else:
+            assert all(x < -1e-4 for x in grads), grads
+    with pytest.raises(ValueError):
+        L.ranking_from_pairs(base, pseudo, torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, 1, dtype=torch.long),
+                             torch.ones(2, 1, dtype=torch.bool), space="disp")
 
 
 def test_mask_ranking_pairs_cover_unreliable_pixels():

@@ -126,3 +126,11 @@ def test_registration_config_and_paper():
     paper = json.loads(Path(entry.extra["paper"]).read_text())
     kitti, nyu = paper["results"]["kitti"]["metrics"], paper["results"]["nyu"]["metrics"]
     assert (kitti["a1"], kitti["abs_rel"], nyu["a1"], nyu["abs_rel"]) == (0.87, 0.111, 0.89, 0.102)
+
+
+def test_stage_b_continues_stage_a_and_ranking_space_is_validated():
+    s = SSMDEStrategy()
+    assert [st.reset_schedule for st in s.stages()] == [True, False]  # B continues A's optimiser state
+    assert s.rank_space == "log" and SSMDEStrategy(rank_space="depth").rank_space == "depth"
+    with pytest.raises(HarnessError, match="rank_space"):
+        SSMDEStrategy(rank_space="disp")

@@ -13,7 +13,11 @@ method = dict(
     forgetting="exponential",  # phi(e) = phi0 * forgetting_decay**e; or "linear"
     phi0=1.0,
     forgetting_decay=0.9,
-    stage_fractions=(0.5, 0.5),  # stage A (self-supervised + pseudo) -> stage B (+ kd)
+    rank_space="log",  # mask ranking on median-normalised log depth (scale-invariant) | "depth" (SC-DepthV3)
+    # stage A (self-supervised + pseudo) -> stage B (+ kd; continues A's optimiser state and LR
+    # schedule): 2/3 of the epochs to A (synth_small: 4 + 2) so the pose net has converged
+    # before the snapshot teacher is taken
+    stage_fractions=(0.67, 0.33),
     teacher_update="snapshot",  # or "ema" (ema_momentum=0.999)
     ema_momentum=0.999,
     kd_align="median",
