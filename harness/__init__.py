@@ -4,12 +4,25 @@ The public API for plugin authors is what this module exports; nothing else in `
 promised to stay stable (the shared loss/geometry toolkit in ``harness.distill`` and the
 evaluation protocol in ``harness.eval.protocol`` are public too).
 """
-from harness.distill.strategy import Strategy
 from harness.errors import HarnessError
 from harness.host.manager import hookimpl
-from harness.types import DepthOutput, FeatureSpec, LossDict, Needs, Stage, StepContext
 
 __version__ = "0.1.0"
+
+#: exported names that need torch, imported on first access (``from harness import Strategy``
+#: works as before; ``import harness`` alone, e.g. for ``harness --help``, stays cheap)
+_LAZY = {"Strategy": "harness.distill.strategy", **{name: "harness.types" for name in (
+    "DepthOutput", "FeatureSpec", "LossDict", "Needs", "Stage", "StepContext")}}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
 
 __all__ = [
     "DepthOutput",

@@ -2,7 +2,10 @@
 
 Plugins implement these with the ``harness.hookimpl`` marker. Registration hooks receive a
 ``register`` callback: the plugin calls it once per thing it contributes, and the host
-validates the name and reports a collision between two plugins as one clear error.
+validates the name and reports a collision between two plugins as one clear error. Wherever a
+hook below registers a class (or function), a ``"package.module:Attribute"`` string naming it
+works as well and is imported only when the component is first used, so that listing the
+plugins (``harness list``) imports none of their torch code.
 
 The spec marker is private to the host; plugin authors only ever import ``hookimpl``.
 """

@@ -1,4 +1,5 @@
-"""The harness's own components, registered as an ordinary plugin (entry point ``core``)."""
+"""The harness's own components, registered as an ordinary plugin (entry point ``core``), each as a
+``"module:Class"`` reference imported when it is first built."""
 from __future__ import annotations
 
 import hashlib
@@ -19,59 +20,54 @@ _DATASET_CONFIGS = Path(__file__).resolve().parent.parent / "config" / "configs"
 
 @hookimpl
 def harness_register_datasets(register):
-    from harness.data.drivingstereo import DrivingStereoDataset
-    from harness.data.kitti import KittiDataset
-    from harness.data.synth_dataset import SynthDataset
-
     register(
         "synth",
-        SynthDataset,
+        "harness.data.synth_dataset:SynthDataset",
         description="Built-in procedural stereo driving scenes (KITTI raw layout, dense GT, generated offline)",
         prepare=prepare_synth,
     )
     register(
         "kitti",
-        KittiDataset,
+        "harness.data.kitti:KittiDataset",
         description="KITTI raw: Eigen / Eigen-benchmark / Eigen-Zhou splits, Velodyne or improved GT (needs --data-root)",
         config=str(_DATASET_CONFIGS / "kitti.py"),
     )
     register(
         "drivingstereo",
-        DrivingStereoDataset,
+        "harness.data.drivingstereo:DrivingStereoDataset",
         description="DrivingStereo: half-size train/test and the sunny/cloudy/foggy/rainy sets (needs --data-root)",
         config=str(_DATASET_CONFIGS / "drivingstereo.py"),
     )
     # --- robustness (issue 9): corrupted views, clean for training, --eval-robustness implied ---
-    from harness.data.corrupted_views import DrivingStereoCDataset, KittiCDataset, SynthCDataset
-
-    register("synth-c", SynthCDataset, prepare=prepare_synth, config=str(_DATASET_CONFIGS / "synth-c.py"),
+    views = "harness.data.corrupted_views"
+    register("synth-c", f"{views}:SynthCDataset", prepare=prepare_synth,
+             config=str(_DATASET_CONFIGS / "synth-c.py"),
              description="synth + KITTI-C corruptions (18 x 5, on the fly); evaluates all conditions")
-    register("kitti-c", KittiCDataset, config=str(_DATASET_CONFIGS / "kitti-c.py"),
+    register("kitti-c", f"{views}:KittiCDataset", config=str(_DATASET_CONFIGS / "kitti-c.py"),
              description="KITTI + KITTI-C corruptions on the fly (or RoboDepth's stored copy); needs --data-root")
-    register("drivingstereo-c", DrivingStereoCDataset, config=str(_DATASET_CONFIGS / "drivingstereo-c.py"),
+    register("drivingstereo-c", f"{views}:DrivingStereoCDataset",
+             config=str(_DATASET_CONFIGS / "drivingstereo-c.py"),
              description="DrivingStereo + KITTI-C corruptions, the four weather sets as conditions; needs --data-root")
     # --- end robustness ---
 
 
 @hookimpl
 def harness_register_students(register):
-    from harness.models.student import MonoStudent
-
-    register("resnet", MonoStudent, description="Monodepth2-style ResNet encoder-decoder, multi-scale depth")
+    register("resnet", "harness.models.student:MonoStudent",
+             description="Monodepth2-style ResNet encoder-decoder, multi-scale depth")
 
 
 @hookimpl
 def harness_register_teachers(register):
-    from harness.models.sgbm import SGBMTeacher
-    from harness.models.stereo_teacher import StereoTeacher
-
-    register("stereo", StereoTeacher, description="Stereo network: correlation/concat cost volume + soft-argmin, trained by the harness")
-    register("sgbm", SGBMTeacher, description="OpenCV StereoSGBM with left-right check; no training")
+    register("stereo", "harness.models.stereo_teacher:StereoTeacher",
+             description="Stereo network: correlation/concat cost volume + soft-argmin, trained by the harness")
+    register("sgbm", "harness.models.sgbm:SGBMTeacher",
+             description="OpenCV StereoSGBM with left-right check; no training")
 
 
 @hookimpl
 def harness_register_metrics(register):
-    from harness.eval.protocol import LOWER_IS_BETTER, METRIC_DESCRIPTIONS, METRIC_NAMES
+    from harness.eval.metric_names import LOWER_IS_BETTER, METRIC_DESCRIPTIONS, METRIC_NAMES
 
     for name in METRIC_NAMES:
         register(name, None, description=METRIC_DESCRIPTIONS[name], lower_is_better=name in LOWER_IS_BETTER, builtin=True)

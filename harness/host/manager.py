@@ -4,6 +4,11 @@ Built-in plugins (``core`` and the method plugins) are found through the ``stere
 entry-point group declared in ``pyproject.toml``, exactly like third-party packages. Set
 ``STEREODISTILL_DISABLE_PLUGIN_AUTOLOAD=1`` to load only the plugins of the stereodistill
 distribution itself. A plugin that fails to import is reported as one warning line and skipped.
+
+Registration is cheap: a plugin may register a component as a ``"package.module:Attribute"``
+string, imported only when the component is used (``Entry.obj``, ``Catalog.build``), and the
+mmengine registries are made on the first build; so ``harness list`` reads every plugin's names
+and descriptions without importing torch.
 """
 from __future__ import annotations
 
@@ -17,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import pluggy
-from mmengine.registry import Registry
 
 from harness import hookspecs
 from harness.errors import HarnessError, HarnessWarning, PluginError
@@ -39,6 +43,7 @@ KINDS = {
     "metrics": ("harness_register_metrics", "metric"),
 }
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
+_REF_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 class PluginWarning(HarnessWarning):
@@ -47,14 +52,33 @@ class PluginWarning(HarnessWarning):
 
 @dataclass
 class Entry:
-    """One registered component: a method, teacher, student, dataset or metric."""
+    """One registered component: a method, teacher, student, dataset or metric. ``target`` is the
+    registered object or its ``"module:attribute"`` reference; ``obj`` resolves it (once)."""
 
     kind: str
     name: str
-    obj: Any
+    target: Any
     description: str
     plugin: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def obj(self) -> Any:
+        if isinstance(self.target, str):
+            self.target = _resolve(self.target, f"{KINDS[self.kind][1]} {self.name!r} of plugin {self.plugin!r}")
+        return self.target
+
+
+def _resolve(ref: str, what: str) -> Any:
+    """Import ``"package.module:Attribute"``; a failure is one ``PluginError`` line naming ``what``."""
+    module, _, attr = ref.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:
+        raise PluginError(f"{what}: cannot import {ref!r}: {type(exc).__name__}: {exc}") from None
+    return obj
 
 
 @dataclass
@@ -72,7 +96,7 @@ class Catalog:
 
     def __init__(self) -> None:
         self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
-        self.registries = {kind: Registry(f"stereodistill.{kind}") for kind in KINDS}
+        self._registries: dict[str, Any] = {}
 
     def add(self, kind: str, plugin: str, name: str, obj: Any, *, description: str = "", **extra: Any) -> None:
         noun = KINDS[kind][1]
@@ -83,12 +107,25 @@ class Catalog:
             )
         if not description or not isinstance(description, str):
             raise PluginError(f"plugin {plugin!r} registered {noun} {name!r} without a description")
+        if isinstance(obj, str) and not _REF_RE.match(obj):
+            raise PluginError(f"plugin {plugin!r} registered {noun} {name!r} as {obj!r}: a string must be a "
+                              "'package.module:Attribute' reference")
         if name in self.entries[kind]:
             other = self.entries[kind][name].plugin
             raise PluginError(f"{noun} {name!r} is registered by both plugin {other!r} and plugin {plugin!r}")
         self.entries[kind][name] = Entry(kind, name, obj, description.strip().splitlines()[0], plugin, extra)
-        if isinstance(obj, type):
-            self.registries[kind].register_module(name=name, module=obj)
+
+    def registry(self, kind: str, name: str):
+        """The mmengine registry of ``kind`` with ``name``'s class in it (imported and added on first use)."""
+        if kind not in self._registries:
+            from mmengine.registry import Registry
+
+            self._registries[kind] = Registry(f"stereodistill.{kind}")
+        registry = self._registries[kind]
+        obj = self.get(kind, name).obj
+        if name not in registry.module_dict and isinstance(obj, type):
+            registry.register_module(name=name, module=obj)
+        return registry
 
     def get(self, kind: str, name: str) -> Entry:
         try:
@@ -100,9 +137,9 @@ class Catalog:
 
     def build(self, kind: str, name: str, **kwargs: Any) -> Any:
         """Instantiate a registered class through its mmengine registry."""
-        self.get(kind, name)
+        registry = self.registry(kind, name)
         try:
-            return self.registries[kind].build(dict(type=name, **kwargs))
+            return registry.build(dict(type=name, **kwargs))
         except TypeError as exc:
             raise HarnessError(f"cannot build {KINDS[kind][1]} {name!r} from config: {exc}") from exc
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from harness import hookimpl
 
-from .modules import AttentionAdapter, UncertaintyHead, WindowAttention
-from .strategy import ADUStrategy
+_EXPORTS = {"ADUStrategy": ".strategy", "AttentionAdapter": ".modules", "UncertaintyHead": ".modules",
+            "WindowAttention": ".modules"}
 
 __version__ = "0.1.0"
 HERE = Path(__file__).parent
@@ -19,9 +19,17 @@ __all__ = ["ADUStrategy", "AttentionAdapter", "UncertaintyHead", "WindowAttentio
 def harness_register_methods(register):
     register(
         "adu",
-        ADUStrategy,
+        f"{__name__}.strategy:ADUStrategy",
         description="ADU-Depth: attention-adapted feature + focal response distillation from a "
                     "frozen stereo teacher, guided by a learned uncertainty (Wu et al. 2023)",
         config=str(CONFIG),
         paper=str(PAPER),
     )
+
+
+def __getattr__(name):  # the classes are imported when first used, not when the plugin registers
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from harness import hookimpl
 
-from .models import RSDMonoNet, RSDStereoNet
-from .strategy import RecursiveStrategy
+_EXPORTS = {"RSDMonoNet": ".models", "RSDStereoNet": ".models", "RecursiveStrategy": ".strategy"}
 
 __version__ = "0.1.0"
 HERE = Path(__file__).parent
@@ -23,7 +22,7 @@ METHOD = "recursive"
 def harness_register_methods(register):
     register(
         METHOD,
-        RecursiveStrategy,
+        f"{__name__}.strategy:RecursiveStrategy",
         description="Recursive Stereo Distillation (RSD): online recursive Stereo-Net teaches an ASPP Mono-Net",
         config=str(HERE / "configs" / "recursive_rsd_synth.py"),
         paper=str(HERE / "paper.json"),
@@ -32,13 +31,13 @@ def harness_register_methods(register):
 
 @hookimpl
 def harness_register_students(register):
-    register("rsd_mono", RSDMonoNet,
+    register("rsd_mono", f"{__name__}.models:RSDMonoNet",
              description="RSD Mono-Net: resASPPNet, two-channel (left/right) normalised disparities at 4 scales")
 
 
 @hookimpl
 def harness_register_teachers(register):
-    register("rsd_stereo", RSDStereoNet,
+    register("rsd_stereo", f"{__name__}.models:RSDStereoNet",
              description="RSD Stereo-Net: online, recursive, conditioned on the student's disparity, adaptive refinement")
 
 
@@ -60,6 +59,8 @@ def harness_configure_run(cfg):
     method = cfg.get("method") or {}
     if method.get("type") != METHOD:
         return
+    from .models import RSDMonoNet, RSDStereoNet
+
     notes = []
     for key, cls, name in (("student", RSDMonoNet, "rsd_mono"), ("teacher", RSDStereoNet, "rsd_stereo")):
         section = cfg.get(key)
@@ -80,3 +81,11 @@ def harness_configure_run(cfg):
         notes.append("data.train.flip_mode='mirror' -> 'swap'")
     if notes:
         warnings.warn("method 'recursive' (RSD networks, stereo-valid flips): " + "; ".join(notes), stacklevel=2)
+
+
+def __getattr__(name):  # the classes are imported when first used, not when the plugin registers
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

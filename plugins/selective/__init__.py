@@ -12,8 +12,7 @@ from pathlib import Path
 
 from harness import HarnessError, hookimpl
 
-from .modules import FeatureAdapter, MaskDecoder
-from .strategy import SelectiveStrategy
+_EXPORTS = {"FeatureAdapter": ".modules", "MaskDecoder": ".modules", "SelectiveStrategy": ".strategy"}
 
 __version__ = "0.1.0"
 HERE = Path(__file__).parent
@@ -28,7 +27,7 @@ CONFIDENCE_TEACHERS = frozenset({"sgbm"})
 def harness_register_methods(register):
     register(
         "selective",
-        SelectiveStrategy,
+        f"{__name__}.strategy:SelectiveStrategy",
         description="Selective stereo distillation (Song & Yoon): learned proxy/self masks, "
                     "mask-conditioned decoder, proxy loss inside the mask, TS feature hints",
         config=str(HERE / "configs" / "selective_resnet18_synth.py"),
@@ -56,3 +55,11 @@ def harness_configure_run(cfg):
             if protocol is None:
                 data["protocol"] = protocol = {}
             protocol["stereo_factor"] = round(factor, 6)
+
+
+def __getattr__(name):  # the classes are imported when first used, not when the plugin registers
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

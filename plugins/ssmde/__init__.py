@@ -3,8 +3,8 @@ from pathlib import Path
 
 from harness import hookimpl
 
-from .modules import MaskRefiner, PoseNet, ema_update, forgetting_factor, snapshot_teacher
-from .strategy import SSMDEStrategy
+_EXPORTS = {"SSMDEStrategy": ".strategy", **{n: ".modules" for n in (
+    "MaskRefiner", "PoseNet", "ema_update", "forgetting_factor", "snapshot_teacher")}}
 
 __version__ = "0.1.0"
 HERE = Path(__file__).parent
@@ -15,7 +15,7 @@ __all__ = ["MaskRefiner", "PoseNet", "SSMDEStrategy", "ema_update", "forgetting_
 def harness_register_methods(register):
     register(
         "ssmde",
-        SSMDEStrategy,
+        f"{__name__}.strategy:SSMDEStrategy",
         description="SS-MDE: self-supervised (video) depth + pseudo-depth with forgetting factor, "
                     "then self-distillation from a student snapshot through a multi-view mask filter",
         config=str(HERE / "configs" / "ssmde_resnet18_synth.py"),
@@ -33,3 +33,11 @@ def harness_configure_run(cfg):
     schedule = cfg.get("schedule") or {}
     if schedule.get("epochs") is not None:
         cfg.method["total_epochs"] = int(schedule["epochs"])
+
+
+def __getattr__(name):  # the classes are imported when first used, not when the plugin registers
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from harness import hookimpl
 
-from .modules import SemanticTeacher
-from .strategy import StructureStrategy
+_EXPORTS = {"SemanticTeacher": ".modules", "StructureStrategy": ".strategy"}
 
 __version__ = "0.1.0"
 HERE = Path(__file__).parent
@@ -25,7 +24,7 @@ STEREO_ONLY_TEACHER_KEYS = ("max_disp", "cost", "min_depth", "max_depth")
 def harness_register_methods(register):
     register(
         "structure",
-        StructureStrategy,
+        f"{__name__}.strategy:StructureStrategy",
         description="Structure-centric self-supervised depth: perturbation/texture consistency + "
                     "semantic teacher via learnable isomorphic graphs",
         config=str(CONFIG),
@@ -35,7 +34,7 @@ def harness_register_methods(register):
 
 @hookimpl
 def harness_register_teachers(register):
-    register("semantic", SemanticTeacher,
+    register("semantic", f"{__name__}.modules:SemanticTeacher",
              description="Small semantic-segmentation teacher (features s8/s16/s32), trained on synth labels, no depth")
 
 
@@ -80,3 +79,11 @@ def harness_configure_run(cfg):
                 teacher.pop(key)
         if cfg.get("evaluate") is not None:
             cfg.evaluate.teacher = False
+
+
+def __getattr__(name):  # the classes are imported when first used, not when the plugin registers
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
