@@ -4,9 +4,10 @@ METHODS.md section 4 (+7). A self-supervised (monocular video) student trained w
 
 * ``photo``  Monodepth2 min-reprojection with auto-mask over the sources ``t-1, t+1`` (pose net,
   ``K``), 4 scales upsampled to full resolution, on CLEAN images for every prediction (clean,
-  fused, perturbed, masked; md4all principle), averaged over those predictions;
+  fused, perturbed, masked; md4all principle): the clean pass at full weight plus
+  ``photo_aux_weight`` times the mean over the others;
 * ``smooth`` edge-aware first-order smoothness of the normalised disparity (clean image edges);
-* ``dsc``    depth-structure consistency of the prediction on a perturbed image (night, fog,
+* ``dsc``    (ramped in after the augmentation warm-up) depth-structure consistency of the prediction on a perturbed image (night, fog,
   rain, blur, colour, noise, JPEG, illumination) to the clean prediction (stop-grad):
   ``mean|log D~ - sg log D| + lambda_g (mean|dx log D~ - sg dx log D| + mean|dy ...|)``;
 * ``ltd``    the same consistency for a patch-masked / patch-shuffled input;
@@ -114,7 +115,12 @@ class StructureStrategy(Strategy):
     ``ltd_fraction`` (0.5) of the images is patch-masked and the rest perturbed, ``dsc`` and
     ``ltd`` averaged over their own images; "separate": a perturbed and a masked pass over the
     whole batch); ``aug_warmup`` (0.15: fraction of the stage's steps trained without the
-    augmented pass, see :meth:`in_aug_warmup`).
+    augmented pass, see :meth:`in_aug_warmup`); ``consistency_ramp`` (0: the fraction of the
+    stage's steps after the warm-up over which the ``dsc`` / ``ltd`` terms ramp linearly from 0
+    to their weight, see :meth:`consistency_factor`).
+    Photometric weighting: ``photo_weighting`` ("clean": ``photo = photo(clean) +
+    photo_aux_weight * mean over the other predictions``, so the deployed clean pass has full
+    weight; "mean": the mean over all predictions), ``photo_aux_weight`` (0.5).
     DSC: ``dsc_ops`` (operator names, default all nine), ``dsc_severity`` ((0.2, 1.0)),
     ``dsc_prob`` (1.0), ``consistency_grad_weight`` (lambda_g = 1), ``consistency_scales`` ((0,)).
     LTD: ``ltd_patch`` (16 at a 192-row input, scaled with the height), ``ltd_ratio``
@@ -155,6 +161,9 @@ class StructureStrategy(Strategy):
         aug_mode: str = "split",
         ltd_fraction: float = 0.5,
         aug_warmup: float = 0.15,
+        consistency_ramp: float = 0.0,
+        photo_weighting: str = "clean",
+        photo_aux_weight: float = 0.5,
         dsc_ops=DSC_OPS,
         dsc_severity=(0.2, 1.0),
         dsc_prob: float = 1.0,
@@ -191,6 +200,13 @@ class StructureStrategy(Strategy):
         self.aug_warmup = float(aug_warmup)
         if not 0.0 <= self.aug_warmup < 1.0:
             raise HarnessError(f"method.aug_warmup={aug_warmup} must lie in [0, 1)")
+        self.consistency_ramp = float(consistency_ramp)
+        if not 0.0 <= self.consistency_ramp <= 1.0:
+            raise HarnessError(f"method.consistency_ramp={consistency_ramp} must lie in [0, 1]")
+        if photo_weighting not in ("clean", "mean"):
+            raise HarnessError(f"method.photo_weighting={photo_weighting!r} is not 'clean' or 'mean'")
+        self.photo_weighting = photo_weighting
+        self.photo_aux_weight = float(photo_aux_weight)
         if not 0.0 <= self.ltd_fraction <= 1.0:
             raise HarnessError(f"method.ltd_fraction={ltd_fraction} must lie in [0, 1]")
         bad_views = set(photo_views) - set(VIEWS)
@@ -374,6 +390,17 @@ class StructureStrategy(Strategy):
             return True
         return ctx.step < self.aug_warmup * max(int(ctx.total_steps), 1)
 
+    def consistency_factor(self, ctx: StepContext) -> float:
+        """Multiplier of ``dsc`` / ``ltd`` at this step: 0 until the end of the warm-up, then a
+        linear ramp to 1 over ``consistency_ramp`` of the stage's steps (1 throughout when the
+        ramp is 0). A from-scratch student pulled hard towards consistency early flattens to a
+        constant map; the ramp lets the weights be of order 0.1-1 without that collapse."""
+        if self.consistency_ramp <= 0.0:
+            return 1.0
+        total = max(int(ctx.total_steps), 1)
+        done = ctx.step - self.aug_warmup * total
+        return float(min(max(done / (self.consistency_ramp * total), 0.0), 1.0))
+
     def perturb(self, img: Tensor, gen: torch.Generator) -> Tensor:
         """DSC input: one operator of ``dsc_ops`` per image (see :func:`.perturb.perturb`)."""
         return perturb(img, gen, self.dsc_ops, self.dsc_severity, self.dsc_prob)[0]
@@ -491,9 +518,16 @@ class StructureStrategy(Strategy):
             poses.update(fixed)
         identity = self.identity_errors(image, frames)
         scales = {v: self.scales if v == "clean" else self.aux_photo_scales for v in views}
+        photo = {v: self.view_photometric(image, frames, poses, K, s_out[v], identity, scales[v]) for v in views}
+        others = [photo[v] for v in views if v != "clean"]
+        if self.photo_weighting == "mean" or "clean" not in photo:
+            photo_term = torch.stack(list(photo.values())).mean()
+        else:
+            photo_term = photo["clean"]
+            if others:
+                photo_term = photo_term + self.photo_aux_weight * torch.stack(others).mean()
         terms = {
-            "photo": torch.stack([self.view_photometric(image, frames, poses, K, s_out[v], identity, scales[v])
-                                  for v in views]).mean(),
+            "photo": photo_term,
             "smooth": torch.stack([self.view_smoothness(image, s_out[v], scales[v]) for v in views]).mean(),
         }
         if "aug" in s_out:
@@ -507,6 +541,10 @@ class StructureStrategy(Strategy):
             terms["dsc"] = self.consistency(s_out["perturbed"], s_out["clean"])
         if "masked" in s_out:
             terms["ltd"] = self.consistency(s_out["masked"], s_out["clean"])
+        ramp = self.consistency_factor(ctx)
+        for k in ("dsc", "ltd"):
+            if k in terms and ramp != 1.0:
+                terms[k] = ramp * terms[k]
         if "graph" in s_out:
             aux = s_out["graph"].aux
             terms["graph"] = torch.stack([aux[f"rel_s{k}"] + aux[f"node_s{k}"] for k in self.graph_strides]).mean()

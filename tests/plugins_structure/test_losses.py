@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import DepthOutput, StepContext
+from harness import DepthOutput, HarnessError, StepContext
 from harness.distill.geometry import pose_vec_to_mat
 from stereodistill_plugins.structure.modules import IsoGraph
 from stereodistill_plugins.structure.strategy import StructureStrategy, structure_consistency
@@ -156,7 +156,7 @@ def test_dsc_and_ltd_terms_golden_separate_mode():
 def test_photo_term_averages_views_and_uses_clean_images():
     """photo = mean over the predictions of their photometric loss; all against the clean image."""
     batch = _loss_batch()
-    st = StructureStrategy(scales=(0,), pose_width=4)
+    st = StructureStrategy(scales=(0,), pose_width=4, photo_weighting="mean")
     d1, d2 = torch.full((2, 1, 8, 8), 5.0), torch.full((2, 1, 8, 8), 9.0)
     s_out = {"clean": _view(d1), "aug": _view(d2, ltd_sample=torch.tensor([0.0, 1.0]))}
     loss = st.compute_loss(batch, s_out, None, StepContext())
@@ -166,6 +166,44 @@ def test_photo_term_averages_views_and_uses_clean_images():
         p1 = st.view_photometric(batch["image"], batch["frames"], poses, batch["K"], _view(d1), ident)
         p2 = st.view_photometric(batch["image"], batch["frames"], poses, batch["K"], _view(d2), ident)
     assert loss.terms["photo"].item() == pytest.approx(((p1 + p2) / 2).item(), rel=1e-5)
+
+
+def test_photo_term_gives_the_clean_pass_full_weight():
+    """photo = photo(clean) + photo_aux_weight * mean over the other predictions (default 0.5)."""
+    batch = _loss_batch()
+    d1, d2, d3 = (torch.full((2, 1, 8, 8), v) for v in (5.0, 9.0, 2.0))
+    s_out = {"clean": _view(d1), "fused": _view(d3), "aug": _view(d2, ltd_sample=torch.tensor([0.0, 1.0]))}
+    for weight in (0.5, 0.0):
+        st = StructureStrategy(scales=(0,), pose_width=4, photo_aux_weight=weight)
+        loss = st.compute_loss(batch, s_out, None, StepContext())
+        with torch.no_grad():
+            poses = st.predict_poses(batch["image"], batch["frames"])
+            ident = st.identity_errors(batch["image"], batch["frames"])
+            p = [st.view_photometric(batch["image"], batch["frames"], poses, batch["K"], _view(d), ident)
+                 for d in (d1, d3, d2)]
+        assert loss.terms["photo"].item() == pytest.approx((p[0] + weight * (p[1] + p[2]) / 2).item(), rel=1e-5)
+    with pytest.raises(HarnessError, match="photo_weighting"):
+        StructureStrategy(photo_weighting="sum")
+
+
+def test_consistency_terms_ramp_in_after_the_warmup():
+    batch = _loss_batch()
+    clean = torch.full((2, 1, 8, 8), 2.0)
+    aug = clean * math.exp(0.3)
+    st = StructureStrategy(scales=(0,), pose_width=4, aug_warmup=0.2, consistency_ramp=0.4)
+    s_out = {"clean": _view(clean), "aug": _view(aug, ltd_sample=torch.tensor([0.0, 1.0]))}
+    got = {}
+    for step in (20, 30, 40, 60, 90):  # of 100: warm-up to 20, ramp 20 -> 60
+        loss = st.compute_loss(batch, s_out, None, StepContext(step=step, total_steps=100))
+        got[step] = (loss.terms["dsc"].item(), loss.terms["ltd"].item())
+        assert st.consistency_factor(StepContext(step=step, total_steps=100)) == pytest.approx(
+            min(max((step - 20) / 40, 0.0), 1.0))
+    assert got[20] == pytest.approx((0.0, 0.0), abs=1e-7)
+    assert got[40] == pytest.approx((0.15, 0.15), abs=1e-5)  # half-way: half of 0.3
+    assert got[60] == pytest.approx((0.3, 0.3), abs=1e-5) and got[90] == pytest.approx(got[60])
+    assert StructureStrategy(consistency_ramp=0.0).consistency_factor(StepContext(step=0)) == 1.0
+    with pytest.raises(HarnessError, match="consistency_ramp"):
+        StructureStrategy(consistency_ramp=1.5)
 
 
 # --------------------------------------------------------------------------------------------
