@@ -19,6 +19,9 @@ head's log-scale and ``w`` the stop-gradient hard-region weight:
   modulation ``sg((1 - exp(-e / tau))^gamma)`` (``focal_mode="focal"``) or the depth-range
   weight ``(min(D_T / D_max, 1))^kappa`` (``focal_mode="depth_range"``).
 
+With ``resp_mask="lr"`` the ``resp`` weight is multiplied by the teacher's left-right
+consistency mask (:func:`lr_consistent`).
+
 ``w = 1 + beta clip(b / mean(b), 0, c_max)`` with ``b = e^s`` and the mean per image
 (``uncertainty_mode="emphasise"``) or ``w = e^{-s}`` (``"attenuate"``); ``w = 1`` during the
 first ``warmup_epochs`` epochs.
@@ -32,7 +35,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harness import DepthOutput, HarnessError, LossDict, Needs, StepContext, Strategy
+from harness.distill import flips
 from harness.distill.flips import partner_on_left
+from harness.distill.geometry import warp_stereo
 from harness.distill.losses import feature_distance, focal_modulation, laplacian_nll, masked_mean, silog
 
 from .modules import AttentionAdapter, UncertaintyHead
@@ -43,6 +48,7 @@ __all__ = [
     "feat_term",
     "gt_term",
     "hard_region_weight",
+    "lr_consistent",
     "resp_term",
     "teacher_residual",
     "unc_term",
@@ -53,6 +59,7 @@ __all__ = [
 DEFAULT_FEATURE_PAIRS = {"dec_s8": "dec_s8", "dec_s16": "dec_s16", "enc_s32": "dec_s32"}
 UNCERTAINTY_MODES = ("emphasise", "attenuate")
 FOCAL_MODES = ("focal", "depth_range")
+RESP_MASKS = ("none", "lr")
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,6 +127,19 @@ def feat_term(adapted: Mapping[str, Tensor], targets: Mapping[str, Tensor], weig
     return total
 
 
+@torch.no_grad()
+def lr_consistent(disp_left: Tensor, disp_right: Tensor, threshold: float = 1.0) -> Tensor:
+    """Left-right consistency of a stereo teacher, per left pixel (float 0/1, ``B x 1 x H x W``)::
+
+        valid(x) = 1[ |d_L(x) - d_R(x - d_L(x))| <= threshold ]   (px)
+
+    ``d_L`` is the left-view disparity, ``d_R`` the right-view one (both in px, positive); the
+    right map is sampled where the left pixel's match lies (``warp_stereo(..., "r2l")``).
+    Occluded pixels, mismatches and teacher errors that the two views do not share fail it."""
+    seen = warp_stereo(disp_right, disp_left, "r2l")
+    return ((disp_left - seen).abs() <= threshold).to(disp_left.dtype)
+
+
 def resp_term(d_s: Tensor, d_t: Tensor, weight: Tensor | None = None, focal_mode: str = "focal",
               tau: float = 0.1, gamma: float = 2.0, d_max: float = 80.0, kappa: float = 1.0) -> Tensor:
     """``sum_p w m e / sum_p w`` with ``e = |log D_S - log D_T|`` (``D_T`` constant) and the
@@ -159,6 +179,10 @@ class ADUStrategy(Strategy):
             (default True).
         gt_scales: student scales supervised by SILog, each upsampled to full resolution
             (default ``(0, 1, 2, 3)``, as the baseline; chosen on val over the spec's ``(0,)``).
+        resp_mask: ``"none"`` (METHODS default) or ``"lr"``: ``resp`` only where the teacher is
+            left-right consistent (a second teacher pass on the mirrored, swapped pair gives the
+            right-view disparity; :func:`lr_consistent` with ``lr_threshold`` px). The teacher's
+            errors near cars and poles are then not distilled where its two views disagree.
         loss_weights: ``gt``, ``feat``, ``resp``, ``unc`` (1, 1, 1, 0.1).
     """
 
@@ -185,6 +209,8 @@ class ADUStrategy(Strategy):
         kappa: float = 1.0,
         feat_kd_on_flipped: bool = True,
         gt_scales: tuple[int, ...] | list[int] = (0, 1, 2, 3),
+        resp_mask: str = "none",
+        lr_threshold: float = 1.0,
         loss_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__(loss_weights)
@@ -194,6 +220,12 @@ class ADUStrategy(Strategy):
                                f"ADU-Depth has {sorted(self.default_loss_weights)}")
         if uncertainty_mode not in UNCERTAINTY_MODES:
             raise HarnessError(f"method.uncertainty_mode={uncertainty_mode!r} is not one of {list(UNCERTAINTY_MODES)}")
+        if resp_mask not in RESP_MASKS:
+            raise HarnessError(f"method.resp_mask={resp_mask!r} is not one of {list(RESP_MASKS)}")
+        if not float(lr_threshold) > 0:
+            raise HarnessError(f"method.lr_threshold must be positive (px), got {lr_threshold!r}")
+        self.resp_mask = resp_mask
+        self.lr_threshold = float(lr_threshold)
         if focal_mode not in FOCAL_MODES:
             raise HarnessError(f"method.focal_mode={focal_mode!r} is not one of {list(FOCAL_MODES)}")
         pairs = dict(DEFAULT_FEATURE_PAIRS if feature_pairs is None else feature_pairs)
@@ -264,6 +296,24 @@ class ADUStrategy(Strategy):
         return self._epoch >= self.warmup_epochs
 
     # -- per step --------------------------------------------------------------------------
+    def teacher_forward(self, teacher: nn.Module | None, batch: dict[str, Any],
+                        s_out: dict[str, DepthOutput]) -> DepthOutput | None:
+        """The frozen teacher on canonical pairs; with ``resp_mask="lr"`` also its left-right
+        consistency (``aux["lr_valid"]``, in the frame of each sample as the batch gives it)."""
+        out = super().teacher_forward(teacher, batch, s_out)
+        if out is None or self.resp_mask != "lr":
+            return out
+        canon, mirrored = flips.canonical(batch)
+        with torch.no_grad():
+            # the right view as the reference: mirroring the (right, left) pair makes it canonical
+            swapped = dict(canon, image=torch.flip(canon["image_right"], dims=[-1]),
+                           image_right=torch.flip(canon["image"], dims=[-1]))
+            disp_right = torch.flip(teacher(swapped).disp[0], dims=[-1])
+            disp_left = flips.mirror_back(out.disp[0], mirrored)  # back into the canonical frame
+            valid = lr_consistent(disp_left, disp_right, self.lr_threshold)
+        out.aux["lr_valid"] = flips.mirror_back(valid, mirrored)
+        return out
+
     def compute_loss(self, batch: dict[str, Any], s_out: dict[str, DepthOutput], t_out: DepthOutput | None,
                      ctx: StepContext) -> LossDict:
         out = s_out["clean"]
@@ -289,5 +339,9 @@ class ADUStrategy(Strategy):
             if not self.feat_kd_on_flipped:
                 keep = ~partner_on_left(batch)
             terms["feat"] = feat_term(adapted, targets, w, keep)
-        terms["resp"] = resp_term(d_s, d_t, w, self.focal_mode, self.tau, self.gamma, self.d_max, self.kappa)
+        w_resp = w
+        if self.resp_mask == "lr":
+            valid = _up(t_out.aux["lr_valid"], d_s.shape[-2:])
+            w_resp = valid if w is None else w * valid
+        terms["resp"] = resp_term(d_s, d_t, w_resp, self.focal_mode, self.tau, self.gamma, self.d_max, self.kappa)
         return self.weighted(terms)

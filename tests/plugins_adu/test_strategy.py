@@ -227,3 +227,56 @@ def test_registered_with_config_that_builds():
     assert strat.focal_mode == "focal" and strat.feat_kd_on_flipped and strat.warmup_epochs == 1
     with pytest.raises(HarnessError):
         host.catalog.build("methods", "adu", focal="focal")  # misspelt option
+
+
+def test_lr_consistency_golden():
+    from stereodistill_plugins.adu.strategy import lr_consistent
+
+    d_l = torch.full((1, 1, 4, 12), 2.0)
+    d_r = torch.full((1, 1, 4, 12), 2.0)
+    d_r[..., 6:] = 5.0  # right pixels 6.. disagree: left pixels 8.. (matched at x - 2) fail
+    valid = lr_consistent(d_l, d_r, threshold=1.0)
+    assert valid[0, 0, 0].tolist() == [1.0] * 8 + [0.0] * 4
+    assert lr_consistent(d_l, d_r, threshold=3.5).min() == 1.0
+
+
+class _DispTeacher(torch.nn.Module):
+    """A frozen 'stereo teacher' whose disparity is 3 px where the reference image is bright and
+    1 px elsewhere: left-right consistent only where both views agree on the brightness."""
+
+    def forward(self, b, student_out=None):
+        from harness import DepthOutput
+
+        disp = torch.where(b["image"][:, :1] > 0.5, 3.0, 1.0)
+        return DepthOutput(disp={0: disp}, depth={0: 20.0 / disp}, disp_units="px", depth_kind="metric")
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+def test_resp_mask_lr_keeps_only_consistent_teacher_pixels(flipped):
+    batch = make_batch(1, flipped=[flipped], swapped=[False])
+    left = torch.zeros(1, 3, H, W)
+    left[..., :, : W // 2] = 1.0  # bright left half in the left view, dark in the right view
+    batch["image"], batch["image_right"] = left, torch.zeros(1, 3, H, W)
+    strat = ADUStrategy(resp_mask="lr")
+    out = strat.teacher_forward(_DispTeacher(), batch, {})
+    valid = out.aux["lr_valid"]
+    # the reference view's bright half says 3 px, the dark partner view says 1 px -> inconsistent
+    # there; the dark half is consistent (1 px in both views) away from the border. The mask is
+    # in the batch's frame also for a mirrored sample (the teacher saw the canonical pair)
+    assert valid[..., : W // 2].max() == 0 and valid[..., W // 2 + 3: W - 3].min() == 1
+    # resp ignores the inconsistent pixels: a student wrong only there has resp = 0
+    d_t = out.depth[0]
+    d_s = torch.where(valid > 0, d_t, d_t * 2.0).requires_grad_(True)
+    from stereodistill_plugins.adu.strategy import resp_term
+
+    assert resp_term(d_s, d_t, valid).item() == 0.0
+    assert resp_term(d_s, d_t, None).item() > 0.0
+    with pytest.raises(HarnessError, match="resp_mask"):
+        ADUStrategy(resp_mask="conf")
+
+
+def test_resp_mask_lr_in_a_training_step():
+    strat, student, teacher = built(resp_mask="lr")
+    loss, _, t_out = step(strat, student, teacher, make_batch(2))
+    assert t_out.aux["lr_valid"].shape == (2, 1, H, W) and torch.isfinite(loss.total)
+    assert set(loss.terms) == {"gt", "feat", "resp", "unc"}
