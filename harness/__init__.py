@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 #: exported names that need torch, imported on first access (``from harness import Strategy``
 #: works as before; ``import harness`` alone, e.g. for ``harness --help``, stays cheap)
 _LAZY = {"Strategy": "harness.distill.strategy", **{name: "harness.types" for name in (
-    "DepthOutput", "FeatureSpec", "LossDict", "Needs", "Stage", "StepContext")}}
+    "DepthOutput", "FeatureSpec", "LossDict", "Needs", "RunInfo", "Stage", "StepContext")}}
 
 
 def __getattr__(name: str):
@@ -30,6 +30,7 @@ __all__ = [
     "HarnessError",
     "LossDict",
     "Needs",
+    "RunInfo",
     "Stage",
     "StepContext",
     "Strategy",

@@ -92,11 +92,14 @@ def harness_register_metrics(register):
 
 @hookspec
 def harness_configure_run(cfg):
-    """Inspect or adjust the fully merged mmengine ``Config`` before anything is built.
+    """Inspect or adjust the fully merged mmengine ``Config`` before the run reads any of it.
 
-    Called after ``--config`` and ``--cfg-options`` are applied. Mutate ``cfg`` in place;
-    the return value is ignored. Raise ``harness.HarnessError`` to refuse a configuration
-    with a one-line message.
+    Called once per run after every layer (``--config``, ``--quick``, ``--cfg-options``, the
+    CLI flags) is applied and before the run reads its device, caches, data or models, so an
+    edit here is what the run uses (and records). Mutate ``cfg`` in place; the return value is
+    ignored. Raise ``harness.HarnessError`` to refuse a configuration with a one-line message.
+    It is called for every method: what one method derives from the run (its stages' epochs,
+    the teacher type) belongs in :meth:`harness.Strategy.on_run_start` instead.
     """
 
 

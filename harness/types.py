@@ -109,6 +109,44 @@ class Stage:
     batch_size: int | None = None
     reset_schedule: bool = True
 
+    def epochs_in(self, schedule_epochs: int) -> int:
+        """Epochs of this stage when the config's schedule has ``schedule_epochs``: ``epochs``,
+        else ``epochs_fraction`` of it (rounded, at least 1), else all of it."""
+        if self.epochs is not None:
+            return int(self.epochs)
+        if self.epochs_fraction is not None:
+            return max(1, round(schedule_epochs * self.epochs_fraction))
+        return int(schedule_epochs)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the harness is about to run, given to :meth:`Strategy.on_run_start` once, after the
+    strategy is constructed and before anything is built or trained.
+
+    ``stages`` are the strategy's :meth:`~harness.Strategy.stages` and ``stage_epochs`` the
+    epochs the harness gives each of them (:meth:`Stage.epochs_in` of ``schedule.epochs``).
+    ``teacher`` is the configured
+    teacher type (``teacher.type``), ``dataset`` the dataset name.
+    """
+
+    stages: tuple[Stage, ...]
+    stage_epochs: tuple[int, ...]
+    teacher: str | None = None
+    dataset: str | None = None
+
+    @property
+    def total_epochs(self) -> int:
+        """Student epochs over all stages."""
+        return sum(self.stage_epochs)
+
+    def epochs_before(self, stage: str) -> int:
+        """Epochs of the stages that run before the stage named ``stage``."""
+        names = [s.name for s in self.stages]
+        if stage not in names:
+            raise KeyError(f"no stage {stage!r} (stages: {names})")
+        return sum(self.stage_epochs[: names.index(stage)])
+
 
 @dataclass
 class StepContext:

@@ -67,3 +67,58 @@ def test_user_config_with_its_own_base(tmp_path, baseline_cfg_path):
     cfg = build_run_config(method="baseline", method_config=baseline_cfg_path, config_file=str(tmp_path / "mine.py"))
     assert cfg.schedule.epochs == 7 and cfg.schedule.batch_size == 2
     assert cfg.profile == "mine"
+
+
+# -- layering: datasets replace `data`, profiles set knobs only, width_mult -------------------
+def _dataset_config(name):
+    return PluginHost().catalog.get("datasets", name).extra["config"]
+
+
+def test_a_dataset_config_replaces_data_and_the_method_config_applies_over_it():
+    recursive = PluginHost().catalog.get("methods", "recursive").extra["config"]
+    cfg = build_run_config(method="recursive", method_config=recursive, dataset_config=_dataset_config("kitti"))
+    assert cfg.data.dataset == "kitti" and "generate" not in cfg.data  # no synth key leaks in
+    assert cfg.data.train.split == "eigen_zhou_train" and cfg.data.train.vel_depth is False
+    assert cfg.data.train.flip_mode == "swap" and cfg.data.train.flip_prob == 0.5  # the method's choice
+    quick = build_run_config(method="baseline", method_config=None, dataset_config=_dataset_config("kitti"), quick=True)
+    assert "generate" not in quick.data and list(quick.data.input_size) == [64, 192]
+    synth_c = build_run_config(method="baseline", method_config=None, dataset_config=_dataset_config("synth-c"))
+    assert synth_c.data.dataset == "synth-c" and synth_c.data.generate.frames == 900
+    assert synth_c.evaluate.robustness.enabled is True and synth_c.evaluate.teacher is True  # merged
+
+
+def test_a_dataset_config_without_data_is_one_line(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text("evaluate = dict(teacher=False)\n")
+    with pytest.raises(HarnessError, match=f"dataset config {path}: has no `data` section"):
+        build_run_config(method="baseline", method_config=None, dataset_config=str(path))
+
+
+@pytest.mark.parametrize("method", ["baseline", "recursive", "structure"])
+def test_quick_changes_knobs_never_the_methods_models(method):
+    path = PluginHost().catalog.get("methods", method).extra["config"]
+    full = build_run_config(method=method, method_config=path)
+    quick = build_run_config(method=method, method_config=path, quick=True)
+    for key in ("student", "teacher"):
+        a, b = full[key].to_dict(), quick[key].to_dict()
+        assert b.pop("base_width") == max(1, round(a.pop("base_width") * 0.5))
+        assert a == b  # every other model key is the method's
+    assert quick.method.to_dict() == full.method.to_dict()
+    assert "width_mult" not in quick and quick.schedule.epochs == 1
+
+
+def test_a_harness_profile_may_not_set_the_models(tmp_path, monkeypatch):
+    from harness.config import loader
+
+    (tmp_path / "bad.py").write_text("teacher = dict(max_disp=32)\nschedule = dict(epochs=1)\n")
+    monkeypatch.setattr(loader, "CONFIG_DIR", tmp_path)
+    with pytest.raises(HarnessError, match="profile 'bad' sets teacher: profiles set knobs only"):
+        build_run_config(method="baseline", method_config=None, config_file=str(tmp_path / "bad.py"))
+
+
+@pytest.mark.parametrize("value, widths", [("0.25", (4, 4)), ("2", (32, 32))])
+def test_width_mult_scales_the_models(value, widths):
+    cfg = build_run_config(method="baseline", method_config=None, cfg_options=[f"width_mult={value}"])
+    assert (cfg.student.base_width, cfg.teacher.base_width) == widths and "width_mult" not in cfg
+    with pytest.raises(HarnessError, match=r"config width_mult=-1: must be a positive number"):
+        build_run_config(method="baseline", method_config=None, cfg_options=["width_mult=-1"])

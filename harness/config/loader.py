@@ -1,10 +1,18 @@
-"""Assemble a run's mmengine ``Config``: defaults, method, user file, profile, overrides.
+"""Assemble a run's mmengine ``Config``: defaults, dataset, method, user file, profile, overrides.
 
-Merge order (later wins): ``harness/config/configs/synth_benchmark.py`` (its ``_base_`` holds the
-dataset, model, schedule and runtime defaults) -> the method plugin's config -> the dataset's
-config when ``--dataset`` names another dataset -> ``--config FILE`` -> the ``--quick``
-profile -> ``--cfg-options key=value``. Every file is a plain mmengine Python config and may
-use ``_base_`` itself.
+Layers, later wins: ``harness/config/configs/synth_benchmark.py`` (its ``_base_`` holds the
+dataset, model, schedule and runtime defaults) -> the dataset's config when ``--dataset`` names
+another dataset (its ``data`` section *replaces* the default one, its other sections are merged)
+-> the method plugin's config (so a method's choices, e.g. its flips, hold on every dataset) ->
+``--config FILE`` -> the ``--quick`` profile -> ``--cfg-options key=value``. Every file is a plain
+mmengine Python config and may use ``_base_`` itself.
+
+A harness profile (``--quick``, or a bundled profile named by ``--config NAME``) sets only
+*knobs*: the schedule, the size of generated data and of the network input, logging, and
+``width_mult``, a width multiplier applied to ``base_width`` of the student and the teacher when
+the layers are merged (it is consumed: the resolved config holds the scaled widths). It never
+sets ``method``, ``student`` or ``teacher``: the models are the method's. A profile's
+``data.generate`` is dropped for a dataset that is not generated (no ``data.generate``).
 """
 from __future__ import annotations
 
@@ -18,6 +26,10 @@ from harness.errors import HarnessError
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "synth_benchmark.py"
 QUICK_PROFILE = CONFIG_DIR / "_base_" / "profiles" / "quick.py"
+#: sections that belong to the method and that a harness profile must not set
+METHOD_SECTIONS = ("method", "student", "teacher")
+#: model sections whose ``base_width`` ``width_mult`` scales
+SCALED_MODELS = ("student", "teacher")
 
 
 def load_file(path: str | Path, what: str) -> Config:
@@ -76,21 +88,57 @@ def build_run_config(
     """Merge the configuration layers of one run (see the module docstring)."""
     options = parse_cfg_options(cfg_options)  # validate syntax before reading any file
     cfg = load_file(DEFAULT_CONFIG, "config")
+    if dataset_config:
+        layer = load_file(dataset_config, "dataset config").to_dict()
+        data = layer.pop("data", None)
+        if not isinstance(data, dict):
+            raise HarnessError(f"dataset config {dataset_config}: has no `data` section")
+        cfg.merge_from_dict(layer)
+        cfg.data = data
     if method_config:
         cfg.merge_from_dict(load_file(method_config, f"method {method!r} config").to_dict())
     cfg.setdefault("method", {})
     cfg.method["type"] = method
-    if dataset_config:
-        cfg.merge_from_dict(load_file(dataset_config, "dataset config").to_dict())
     if config_file:
-        cfg.merge_from_dict(load_file(config_file, "option --config").to_dict())
+        layer = load_file(config_file, "option --config")
+        if Path(config_file).resolve().parent == CONFIG_DIR.resolve():
+            apply_profile(cfg, layer, f"profile {Path(config_file).stem!r}")
+        else:
+            cfg.merge_from_dict(layer.to_dict())
     if quick:
-        cfg.merge_from_dict(load_file(QUICK_PROFILE, "quick profile").to_dict())
+        apply_profile(cfg, load_file(QUICK_PROFILE, "quick profile"), "profile 'quick'")
     cfg.profile = "quick" if quick else Path(config_file).stem if config_file else DEFAULT_CONFIG.stem
     apply_cfg_options(cfg, options)
     if cfg.method.get("type") != method:
         raise HarnessError("option --cfg-options: method.type cannot be changed (use --method)")
+    apply_width_mult(cfg)
     return cfg
+
+
+def apply_profile(cfg: Config, profile: Config, what: str) -> None:
+    """Merge a harness profile: knobs only (see the module docstring)."""
+    layer = profile.to_dict()
+    owned = sorted(set(layer) & set(METHOD_SECTIONS))
+    if owned:
+        raise HarnessError(f"{what} sets {', '.join(owned)}: profiles set knobs only "
+                           f"(schedule, data size, width_mult); the models belong to the method")
+    data = layer.get("data")
+    if isinstance(data, dict) and "generate" in data and "generate" not in (cfg.get("data") or {}):
+        data.pop("generate")
+    cfg.merge_from_dict(layer)
+
+
+def apply_width_mult(cfg: Config) -> None:
+    """Scale ``base_width`` of the student and the teacher by ``width_mult`` and drop the knob."""
+    mult = cfg.pop("width_mult", 1.0)
+    if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not mult > 0:
+        raise HarnessError(f"config width_mult={mult!r}: must be a positive number")
+    if mult == 1:
+        return
+    for key in SCALED_MODELS:
+        model = cfg.get(key)
+        if model is not None and isinstance(model.get("base_width"), int):
+            model["base_width"] = max(1, round(model["base_width"] * mult))
 
 
 def section(cfg: Config, key: str) -> dict[str, Any]:

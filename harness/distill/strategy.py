@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.distill import flips
-from harness.types import DepthOutput, LossDict, Needs, Stage, StepContext
+from harness.types import DepthOutput, LossDict, Needs, RunInfo, Stage, StepContext
 
 
 def _reads_pair(teacher: nn.Module, batch: dict[str, Any]) -> bool:
@@ -35,6 +35,9 @@ class Strategy(nn.Module):
     teacher_needs / student_needs: validated against the models before training.
     eval_scale_policy: ``"none"``, ``"median"`` or ``"stereo_factor"``; overrides the dataset
         protocol's scaling for this method's student (recorded in the result's protocol).
+    eval_stereo_factor: the multiplier of ``"stereo_factor"`` scaling for this method's student
+        (e.g. ``eval_baseline / baseline_norm`` of a student trained with a normalised
+        baseline); None keeps the dataset protocol's ``stereo_factor``.
     precompute: teacher outputs the harness computes once and adds to every batch.
 
     Every config key under ``method`` except ``type`` arrives as a keyword argument of
@@ -48,6 +51,7 @@ class Strategy(nn.Module):
     teacher_needs: Needs = Needs()
     student_needs: Needs = Needs(depth=True)
     eval_scale_policy: str | None = None
+    eval_stereo_factor: float | None = None
     #: batch key -> teacher output ("disp", "depth" or "aux:<name>") computed once by the
     #: configured frozen teacher and stored beside the data (see ``harness.pipeline.precompute``)
     precompute: dict[str, str] = {}
@@ -68,6 +72,13 @@ class Strategy(nn.Module):
         return [Stage("student")]
 
     # -- construction ----------------------------------------------------------------------
+    def on_run_start(self, run: RunInfo) -> None:
+        """Called once after ``__init__``, before anything is built: the stages and their
+        epochs as the harness will run them, the teacher type and the dataset. Resolve here
+        what depends on the run (epochs across stages, the teacher's kind, ...); the
+        attributes the harness reads (``teacher_mode``, ``precompute``, ``required_batch_keys``,
+        the needs, the eval policy) are read after this call."""
+
     def build(self, student: nn.Module, teacher: nn.Module | None) -> None:
         """Create owned modules from the models' ``feature_specs()`` (called once, before training)."""
 

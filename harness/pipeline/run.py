@@ -41,7 +41,7 @@ from harness.pipeline.train import (
     stage_iters_per_epoch,
 )
 from harness.pipeline.schedule import plan_stages, stage_record
-from harness.types import Needs, StepContext
+from harness.types import Needs, RunInfo, StepContext
 
 
 def resolve_device(requested: str) -> str:
@@ -115,11 +115,15 @@ class RunContext:
             seed=int(self.cfg.seed), **split_cfg,
         )
 
-    def protocol(self, dataset, scale: str | None) -> Protocol:
+    def protocol(self, dataset, scale: str | None, stereo_factor: float | None = None) -> Protocol:
+        """The dataset's protocol for ``dataset``'s split; ``scale``/``stereo_factor`` (a
+        method's eval policy) override the configured ones when not None."""
         p = dict(self.data_cfg.get("protocol") or {})
         p.update((self.data_cfg.get("split_protocols") or {}).get(dataset.split, {}))
         if scale is not None:
             p["scale"] = scale
+        if stereo_factor is not None:
+            p["stereo_factor"] = float(stereo_factor)
         return Protocol(
             name=f"{self.data_cfg['dataset']}-{dataset.split}",
             dataset=self.data_cfg["dataset"],
@@ -200,6 +204,14 @@ def _val_metrics(runner) -> dict[str, float]:
     return {k.split("/")[-1]: float(v.current()) for k, v in scalars.items() if k.startswith("val/val/")}
 
 
+def run_info(cfg: Config, strategy) -> RunInfo:
+    """The stages and epochs the harness will run for ``strategy`` (see :class:`harness.RunInfo`)."""
+    stages = tuple(strategy.stages())
+    total = int(cfg.schedule["epochs"])
+    return RunInfo(stages=stages, stage_epochs=tuple(stage_epochs(s, total) for s in stages),
+                   teacher=(cfg.get("teacher") or {}).get("type"), dataset=(cfg.get("data") or {}).get("dataset"))
+
+
 def check_needs(owner: str, model, needs: Needs) -> None:
     """Fail before training when a model does not expose what a strategy distils."""
     if model is None:
@@ -215,17 +227,18 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     """Run one method end to end and write its result file; returns (result, path)."""
     started = time.time()
     commit = results.git_commit()  # the code that runs: read before training, not when the file is written
+    host.configure_run(cfg)  # before anything reads the config
     ctx = RunContext(cfg, host, work_dir=work_dir, resume=resume)
     distributed.init(ctx.launcher, ctx.device)
     resources.reset_peaks(ctx.device)
     checkpoint.install()
     checkpoint.trust_directory(work_dir)
-    host.configure_run(cfg)
     method_cfg = section(cfg, "method")
     method = method_cfg.pop("type")
     method_entry = ctx.catalog.get("methods", method)
     seed_everything(derived_seed(int(cfg.seed), "method"))
     strategy = ctx.catalog.build("methods", method, **method_cfg)
+    strategy.on_run_start(run_info(cfg, strategy))
 
     ctx.prepare_data()
     student_name, student = ctx.build_model("students", "student")
@@ -260,7 +273,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     schedule = section(cfg, "schedule")
     stage_results: dict[str, Any] = {"losses": {}, "val": {}, "stages": {}}
     t = time.time()
-    val_protocol = ctx.protocol(val_set, strategy.eval_scale_policy)
+    val_protocol = ctx.protocol(val_set, strategy.eval_scale_policy, strategy.eval_stereo_factor)
     stages = strategy.stages()
     epochs = [stage_epochs(stage, int(schedule["epochs"])) for stage in stages]
     batch_sizes = [int(stage.batch_size or schedule["batch_size"]) for stage in stages]
@@ -298,7 +311,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     # are the runner's last logged validation, stale when --resume finds a finished stage
     stage_results["val"]["final"] = evaluate_split(
         lambda x: strategy.predict(student, x), val_set, val_protocol, ctx)
-    protocol = ctx.protocol(test_set, strategy.eval_scale_policy)
+    protocol = ctx.protocol(test_set, strategy.eval_scale_policy, strategy.eval_stereo_factor)
     metrics = {"student": evaluate_split(lambda x: strategy.predict(student, x), test_set, protocol, ctx)}
     # robustness (issue 9): corrupted / adverse-weather conditions; None unless evaluate.robustness.enabled
     robustness_record = robustness.evaluate_conditions(

@@ -244,11 +244,7 @@ class DepthValMetric(BaseMetric):
 
 
 def stage_epochs(stage: Stage, total_epochs: int) -> int:
-    if stage.epochs is not None:
-        return stage.epochs
-    if stage.epochs_fraction is not None:
-        return max(1, round(total_epochs * stage.epochs_fraction))
-    return total_epochs
+    return stage.epochs_in(total_epochs)
 
 
 def stage_iters_per_epoch(n_samples: int, batch_size: int) -> int:

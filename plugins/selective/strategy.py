@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness import DepthOutput, HarnessError, LossDict, Needs, StepContext, Strategy
+from harness import DepthOutput, HarnessError, LossDict, Needs, RunInfo, StepContext, Strategy
 from harness.distill.flips import flip_where, mirror_back, partner_on_left
 from harness.distill.geometry import focal_baseline, warp_stereo
 from harness.distill.losses import (
@@ -57,6 +57,8 @@ PROXY_FORMS = ("log1p_l1", "abs_log")
 #: deprecated spellings of ``proxy_form`` still accepted (result files of earlier runs use them)
 PROXY_FORM_ALIASES = {"log_l1": "log1p_l1"}
 MASK_TARGETS = ("A", "B")
+#: registered teachers known to return ``aux["confidence"]``
+CONFIDENCE_TEACHERS = frozenset({"sgbm"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,8 +210,8 @@ class SelectiveStrategy(Strategy):
             ``proxy_conf`` batch keys made once by the harness; no teacher features, so the TS
             term falls back to its response form).
         proxy_conf: use the teacher's confidence: ``"auto"`` (online: if the teacher returns
-            ``aux["confidence"]``; precomputed: resolved from ``teacher.type`` by the plugin's
-            ``harness_configure_run``), ``True`` or ``False``.
+            ``aux["confidence"]``; precomputed: resolved from ``teacher.type`` in
+            :meth:`on_run_start`), ``True`` or ``False``.
         conf_threshold: a proxy pixel with confidence ``<= conf_threshold`` is invalid.
         mask_targets: ``"A"`` (proxy vs own estimate vs identity) or ``"B"`` (left/right proxy
             validity; needs ``proxy_source="online"`` and a teacher that works on any pair).
@@ -234,7 +236,7 @@ class SelectiveStrategy(Strategy):
         scales: loss scales (0 must be among them).
         baseline_norm: None = metric baseline from the batch (eval policy ``none``); a number
             (Monodepth2: 0.1) = train with that baseline (eval policy ``stereo_factor``, factor
-            ``eval_baseline / baseline_norm``, set by ``harness_configure_run``).
+            ``eval_baseline / baseline_norm``, set from ``eval_stereo_factor``).
         eval_baseline: the data's true baseline in metres (0.54 for synth and KITTI); checked
             against the batch when ``baseline_norm`` is set.
         encoder_pass: ``"auto"`` / ``"shared"`` (the encoder runs once per forward) / ``"twice"``
@@ -312,6 +314,8 @@ class SelectiveStrategy(Strategy):
 
         # what the harness validates / prepares
         self.eval_scale_policy = "none" if self.baseline_norm is None else "stereo_factor"
+        if self.baseline_norm is not None:
+            self.eval_stereo_factor = round(self.eval_baseline / self.baseline_norm, 6)
         if self.proxy_source == "online":
             self.teacher_mode = "frozen"
             self.precompute = {}
@@ -337,6 +341,14 @@ class SelectiveStrategy(Strategy):
         self.min_depth, self.max_depth = 0.1, 100.0
 
     # -- construction ----------------------------------------------------------------------
+    def on_run_start(self, run: RunInfo) -> None:
+        """``proxy_conf="auto"`` with precomputed proxies: precompute the teacher's confidence
+        when the configured teacher has one (:data:`CONFIDENCE_TEACHERS`)."""
+        if self.proxy_source == "precomputed" and self.proxy_conf == "auto":
+            self.proxy_conf = run.teacher in CONFIDENCE_TEACHERS
+            if self.proxy_conf:
+                self.precompute = {**self.precompute, "proxy_conf": "aux:confidence"}
+
     def build(self, student: nn.Module, teacher: nn.Module | None) -> None:
         if not hasattr(student, "decoder_extra_channels"):
             raise HarnessError(f"selective needs a student with decoder_extra_channels(); "

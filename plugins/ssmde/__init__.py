@@ -23,18 +23,6 @@ def harness_register_methods(register):
     )
 
 
-@hookimpl
-def harness_configure_run(cfg):
-    """Give an ``ssmde`` run its total student epochs (``method.total_epochs``, unless set):
-    the forgetting factor counts epochs across stages A and B, and its linear form needs E_f."""
-    method = cfg.get("method") or {}
-    if method.get("type") != "ssmde" or method.get("total_epochs") is not None:
-        return
-    schedule = cfg.get("schedule") or {}
-    if schedule.get("epochs") is not None:
-        cfg.method["total_epochs"] = int(schedule["epochs"])
-
-
 def __getattr__(name):  # the classes are imported when first used, not when the plugin registers
     if name in _EXPORTS:
         import importlib

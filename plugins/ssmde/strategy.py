@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness import DepthOutput, HarnessError, LossDict, Needs, Stage, StepContext, Strategy
+from harness import DepthOutput, HarnessError, LossDict, Needs, RunInfo, Stage, StepContext, Strategy
 from harness.distill.geometry import depth_to_normals
 
 from . import losses as L
@@ -62,9 +62,9 @@ class SSMDEStrategy(Strategy):
     forgetting, phi0, forgetting_decay, forgetting_linear_fraction: ``phi(e)``
         (``"exponential"``: ``phi0 * decay**e``; ``"linear"``: ``max(0, 1 - e / E_f)``,
         ``E_f = fraction * total_epochs``; ``"constant"``).
-    total_epochs: the run's total student epochs (filled from ``schedule.epochs`` by the
-        plugin's ``harness_configure_run`` hook); needed for ``"linear"`` and to continue the
-        epoch count across stages on resume.
+    total_epochs: the run's total student epochs (None: those of the run, stages A + B, from
+        :meth:`on_run_start`); needed for ``"linear"`` and to continue the epoch count across
+        stages on resume.
     stage_fractions: ``epochs_fraction`` of stages A and B (0.5, 0.5). Stage B continues stage
         A's optimiser state and LR schedule (``Stage(reset_schedule=False)``): it is a
         continuation at the annealed learning rate, not a restart at the stage lr.
@@ -190,6 +190,7 @@ class SSMDEStrategy(Strategy):
         self._epoch_offset = 0
         self._epochs_seen = 0
         self._stage = None
+        self._run: RunInfo | None = None
 
     # -- schedule --------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -197,14 +198,16 @@ class SSMDEStrategy(Strategy):
         return [Stage("A", epochs_fraction=fa), Stage("B", epochs_fraction=fb, reset_schedule=False)]
 
     def _stage_epochs(self, stage: Stage) -> int | None:
-        """Epochs of ``stage`` by the harness's rule (``harness.pipeline.train.stage_epochs``)."""
-        if stage.epochs is not None:
-            return int(stage.epochs)
+        """Epochs of ``stage`` (the run's, else by the harness's rule from ``total_epochs``)."""
+        if self._run is not None:
+            return self._run.stage_epochs[[s.name for s in self._run.stages].index(stage.name)]
+        return None if self.total_epochs is None and stage.epochs is None else stage.epochs_in(self.total_epochs)
+
+    def on_run_start(self, run: RunInfo) -> None:
+        """The run's epochs: ``total_epochs`` (unless configured) is the sum over stages A and B."""
+        self._run = run
         if self.total_epochs is None:
-            return None
-        if stage.epochs_fraction is not None:
-            return max(1, round(self.total_epochs * stage.epochs_fraction))
-        return self.total_epochs
+            self.total_epochs = run.total_epochs
 
     # -- construction ----------------------------------------------------------------------
     def build(self, student: nn.Module, teacher: nn.Module | None) -> None:
@@ -232,7 +235,7 @@ class SSMDEStrategy(Strategy):
         self._epochs_seen = max(self._epochs_seen, self.global_epoch + 1)
         if self.forgetting == "linear" and self.total_epochs is None:
             raise HarnessError("method.forgetting='linear' needs method.total_epochs "
-                               "(set automatically from schedule.epochs in a harness run)")
+                               "(a harness run sets it from its stages)")
         self.phi = forgetting_factor(self.global_epoch, self.forgetting, self.phi0, self.forgetting_decay,
                                      self.total_epochs, self.forgetting_linear_fraction)
 

@@ -1,14 +1,12 @@
-"""The ``recursive`` strategy: stages, named terms per stage, gradients, flip fusion, config hook."""
+"""The ``recursive`` strategy: stages, named terms per stage, gradients, flip fusion, its config under every profile."""
 from __future__ import annotations
-
-import warnings
 
 import pytest
 import torch
-from mmengine.config import Config
 
-import stereodistill_plugins.recursive as recursive
 from harness import HarnessError, StepContext
+from harness.config.loader import CONFIG_DIR, build_run_config
+from harness.host.manager import PluginHost
 from harness.pipeline.train import stage_epochs
 from stereodistill_plugins.recursive.losses import (
     feature_loss,
@@ -204,23 +202,16 @@ def test_build_refuses_other_models_and_adapts_widths():
     assert set(s.adapters) == set(FEATURE_NAMES)
 
 
-def test_configure_run_hook_restores_rsd_models_and_swap_flips():
-    cfg = Config(dict(
-        method=dict(type="recursive"),
-        student=dict(type="resnet", num_layers=18, base_width=16, nonlocal_residual=False),
-        teacher=dict(type="stereo", max_disp=64, base_width=16, iterations=3),
-        data=dict(train=dict(flip_mode="mirror")),
-    ))
-    with pytest.warns(UserWarning, match="student.type='resnet' -> 'rsd_mono'"):
-        recursive.harness_configure_run(cfg)
-    assert cfg.student.to_dict() == {"type": "rsd_mono", "base_width": 16, "nonlocal_residual": False}
-    assert cfg.teacher.to_dict() == {"type": "rsd_stereo", "base_width": 16, "iterations": 3}
+@pytest.mark.parametrize("profile", [None, "synth_small", "quick", "kitti"])
+def test_the_rsd_models_and_swap_flips_hold_under_every_profile(profile):
+    core = PluginHost().catalog
+    cfg = build_run_config(method="recursive", method_config=core.get("methods", "recursive").extra["config"],
+                           config_file=str(CONFIG_DIR / "synth_small.py") if profile == "synth_small" else None,
+                           dataset_config=core.get("datasets", "kitti").extra["config"] if profile == "kitti" else None,
+                           quick=profile == "quick")
+    assert cfg.student.type == "rsd_mono" and cfg.teacher.type == "rsd_stereo"
+    assert "num_layers" not in cfg.student and "max_disp" not in cfg.teacher
     assert cfg.data.train.flip_mode == "swap"
-    other = Config(dict(method=dict(type="baseline"), student=dict(type="resnet"), data=dict(train=dict(flip_mode="mirror"))))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        recursive.harness_configure_run(other)
-    assert other.student.type == "resnet" and other.data.train.flip_mode == "mirror"
 
 
 @pytest.mark.parametrize("teacher_better", [True, False])

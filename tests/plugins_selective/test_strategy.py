@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mmengine.config import Config
 
 import stereodistill_plugins.selective as plugin
-from harness import HarnessError, StepContext
+from harness import HarnessError, RunInfo, StepContext
 from harness.models.sgbm import SGBMTeacher
 from harness.models.stereo_teacher import StereoTeacher
 from harness.models.student import MonoStudent
@@ -202,19 +201,15 @@ def test_baseline_norm_sets_stereo_factor_policy_and_checks_the_batch():
         s.focal_baseline(batch)
 
 
-def test_configure_run_hook_resolves_confidence_and_stereo_factor():
-    cfg = Config(dict(method=dict(type="selective", proxy_source="precomputed", proxy_conf="auto",
-                                  baseline_norm=0.1, eval_baseline=0.54),
-                      teacher=dict(type="sgbm"), data=dict(protocol=dict(scale="none"))))
-    plugin.harness_configure_run(cfg)
-    assert cfg.method.proxy_conf is True and cfg.data.protocol.stereo_factor == pytest.approx(5.4)
-    cfg.teacher.type = "stereo"
-    cfg.method.proxy_conf = "auto"
-    plugin.harness_configure_run(cfg)
-    assert cfg.method.proxy_conf is False
-    other = Config(dict(method=dict(type="baseline"), data=dict(protocol=dict())))
-    plugin.harness_configure_run(other)
-    assert "stereo_factor" not in other.data.protocol
+def test_run_start_resolves_confidence_and_the_stereo_factor_reaches_the_protocol():
+    s = SelectiveStrategy(proxy_source="precomputed", proxy_conf="auto", baseline_norm=0.1, eval_baseline=0.54)
+    s.on_run_start(RunInfo(stages=tuple(s.stages()), stage_epochs=(1,), teacher="sgbm"))
+    assert s.proxy_conf is True and s.precompute == {"proxy_disp": "disp", "proxy_conf": "aux:confidence"}
+    assert s.eval_scale_policy == "stereo_factor" and s.eval_stereo_factor == pytest.approx(5.4)
+    s = SelectiveStrategy(proxy_source="precomputed", proxy_conf="auto")
+    s.on_run_start(RunInfo(stages=tuple(s.stages()), stage_epochs=(1,), teacher="stereo"))
+    assert s.proxy_conf is False and "proxy_conf" not in s.precompute
+    assert SelectiveStrategy().eval_stereo_factor is None
 
 
 def test_registered_through_the_plugin_host():

@@ -28,6 +28,6 @@ def test_ssmde_quick_run(tmp_path, monkeypatch):
     assert {"photo", "geo", "pseudo", "kd"} <= set(result["losses"]["B"])
     assert result["losses"]["B"]["pseudo"] < result["losses"]["A"]["pseudo"] * 1.5
     assert result["protocol"]["scale"] == "median"
-    assert result["config"]["method"]["total_epochs"] == cfg.schedule.epochs
+    assert "total_epochs" not in result["config"]["method"]  # the strategy's, from the run (not a config edit)
     assert result["metrics"]["student"]["abs_rel"] > 0
     assert "precompute_s" in result["timings"]  # the pseudo-depth came from the configured teacher

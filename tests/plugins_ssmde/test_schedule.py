@@ -4,10 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import stereodistill_plugins.ssmde as plugin
-from harness import HarnessError, Stage
-from harness.config.loader import build_run_config
-from harness.host.manager import PluginHost
+from harness import HarnessError, RunInfo, Stage
 from stereodistill_plugins.ssmde import SSMDEStrategy, forgetting_factor
 
 
@@ -71,16 +68,14 @@ def test_linear_schedule():
         s.on_epoch_start(0)
 
 
-def test_configure_hook_fills_total_epochs():
-    host = PluginHost(autoload=False, extra_plugins=[plugin])
-    cfg = build_run_config(method="ssmde", method_config=host.catalog.get("methods", "ssmde").extra["config"],
-                           cfg_options=["schedule.epochs=7"])
-    host.configure_run(cfg)
-    assert cfg.method.total_epochs == 7
-    cfg = build_run_config(method="ssmde", method_config=None, cfg_options=["schedule.epochs=7"])
-    cfg.method["total_epochs"] = 3  # an explicit value wins
-    host.configure_run(cfg)
-    assert cfg.method.total_epochs == 3
-    other = build_run_config(method="baseline", method_config=None)
-    host.configure_run(other)
-    assert "total_epochs" not in other.method
+def test_run_info_gives_total_epochs_and_stage_offsets():
+    s = SSMDEStrategy()
+    stages = tuple(s.stages())
+    s.on_run_start(RunInfo(stages=stages, stage_epochs=(4, 3)))
+    assert s.total_epochs == 7
+    s.on_stage_start(stages[1], _Dummy(), None)  # a resumed run: stage B starts at epoch 4
+    s.on_epoch_start(0)
+    assert s.global_epoch == 4 and s.phi == pytest.approx(0.9**4)
+    explicit = SSMDEStrategy(total_epochs=3)  # an explicit value wins
+    explicit.on_run_start(RunInfo(stages=stages, stage_epochs=(4, 3)))
+    assert explicit.total_epochs == 3

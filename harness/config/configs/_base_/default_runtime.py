@@ -17,6 +17,8 @@ num_workers = 0  # data loader workers; 0 keeps runs deterministic and light on 
 log_interval = 10
 progress = True
 cache_dir = None  # None: $STEREODISTILL_CACHE or ~/.cache/stereodistill
+# multiplier of the student's and the teacher's base_width (a profile knob: --quick sets 0.5)
+width_mult = 1.0
 evaluate = dict(
     teacher=True,  # score the teacher on the same protocol
     mean_depth=True,  # score the training-set mean depth map

@@ -1,4 +1,4 @@
-# DrivingStereo (docs/datasets.md). Merged over the synth defaults by `--dataset drivingstereo`;
+# DrivingStereo (docs/datasets.md). Its `data` replaces the synth one under `--dataset drivingstereo`;
 # needs --data-root. Train on the half-size train set minus one held-out sequence (`val`), report
 # on the four full-size weather subsets (2000 frames; `data.test.split=foggy` etc. for one).
 data = dict(

@@ -1,4 +1,4 @@
-# KITTI raw, Eigen protocol (docs/datasets.md). Merged over the synth defaults by `--dataset kitti`;
+# KITTI raw, Eigen protocol (docs/datasets.md). Its `data` replaces the synth one under `--dataset kitti`;
 # needs --data-root (KITTI cannot be generated). Train on Eigen-Zhou, select on its val list,
 # report on the 697-frame Eigen test split with Velodyne GT (Eigen export: LiDAR-x values).
 data = dict(
