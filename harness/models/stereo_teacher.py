@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harness.distill.geometry import warp_stereo
-from harness.distill.losses import photometric_error, smoothness
+from harness.distill.losses import photometric_error, silog, smoothness
 from harness.models.blocks import BasicBlock, ConvBNReLU, init_weights, normalise_image
 from harness.types import DepthOutput, FeatureSpec
 
@@ -113,6 +113,8 @@ class StereoTeacher(nn.Module):
     mode = "frozen"
     input_keys = frozenset({"image", "image_right", "K", "baseline"})
     trainable = True
+    #: supervised losses ``self_loss`` can train with (``teacher_train.loss``; first = default)
+    train_losses = ("smooth_l1_rel", "silog")
 
     def __init__(self, max_disp: int = 48, base_width: int = 32, cost: str = "correlation",
                  min_depth: float = 0.1, max_depth: float = 100.0, refine_steps: int = 2,
@@ -261,18 +263,27 @@ class StereoTeacher(nn.Module):
         return (fx * base).view(-1, 1, 1, 1)
 
     # ------------------------------------------------------------------ training
-    def self_loss(self, batch: dict[str, Any], out: DepthOutput) -> dict[str, Tensor]:
+    def self_loss(self, batch: dict[str, Any], out: DepthOutput, loss: str = "smooth_l1_rel") -> dict[str, Tensor]:
         """The teacher's own training loss; the terms are already weighted, sum them.
 
-        With ``depth_gt`` in ``batch``: ``disp_l1`` (smooth-L1, px) and ``disp_rel`` (10 x mean
-        ``|d - d*| / d*``) between the disparity and ``d* = fx * baseline / depth_gt`` at pixels
-        where ``depth_gt > 0`` (and ``depth_gt_mask`` if given), on the refined output plus, at
-        half weight, the stride-4 soft-argmin output; predictions of another size are resized
-        bilinearly to the GT grid. Otherwise self-supervised:
-        ``{"photo": 0.85 SSIM + 0.15 L1 of left vs warped right, "smooth": 1e-3 * edge-aware
-        smoothness}``.
+        With ``depth_gt`` in ``batch`` (``loss``, config ``teacher_train.loss``; one of
+        :attr:`train_losses`), on the refined output plus, at half weight, the stride-4
+        soft-argmin output (predictions of another size resized bilinearly to the GT grid), at
+        pixels where ``depth_gt > 0`` (and ``depth_gt_mask`` if given):
+
+        * ``"smooth_l1_rel"`` (default): ``disp_l1`` (smooth-L1, px) and ``disp_rel`` (10 x mean
+          ``|d - d*| / d*``) between the disparity and ``d* = fx * baseline / depth_gt``;
+        * ``"silog"``: ``silog`` (BTS SILog, x10, lambda 0.85) on the depth ``fx * baseline / d``
+          (METHODS.md 1.5(a), ADU-Depth's teacher stage).
+
+        Otherwise self-supervised: ``{"photo": 0.85 SSIM + 0.15 L1 of left vs warped right,
+        "smooth": 1e-3 * edge-aware smoothness}``.
         """
+        if loss not in self.train_losses:
+            raise ValueError(f"teacher_train.loss={loss!r} is not one of {list(self.train_losses)}")
         disp = out.disp[0]
+        if "depth_gt" in batch and loss == "silog":
+            return {"silog": self._silog_loss(batch, out)}
         if "depth_gt" in batch:
             _require(batch, ("K", "baseline"), "StereoTeacher.self_loss (supervised)")
             gt = batch["depth_gt"].to(disp)
@@ -295,6 +306,24 @@ class StereoTeacher(nn.Module):
                 terms["disp_rel"] = terms["disp_rel"] + weight * self.rel_weight * ((p - g).abs() / g).mean()
             return terms
 
+        return self._photometric_loss(batch, disp)
+
+    def _silog_loss(self, batch: dict[str, Any], out: DepthOutput) -> Tensor:
+        _require(batch, ("K", "baseline"), "StereoTeacher.self_loss (supervised)")
+        disp = out.disp[0]
+        gt = batch["depth_gt"].to(disp)
+        valid = torch.isfinite(gt) & (gt > 0)
+        if "depth_gt_mask" in batch:
+            valid = valid & batch["depth_gt_mask"].to(torch.bool)
+        total = disp.sum() * 0.0
+        preds = [(1.0, disp)] + ([(0.5, out.aux["disp_s4"])] if "disp_s4" in out.aux else [])
+        for weight, pred in preds:
+            if pred.shape[-2:] != gt.shape[-2:]:
+                pred = F.interpolate(pred, size=gt.shape[-2:], mode="bilinear", align_corners=False)
+            total = total + weight * silog(self.disp_to_depth(pred, batch["K"], batch["baseline"]), gt, valid)
+        return total
+
+    def _photometric_loss(self, batch: dict[str, Any], disp: Tensor) -> dict[str, Tensor]:
         _require(batch, ("image", "image_right"), "StereoTeacher.self_loss (self-supervised)")
         left, right = batch["image"], batch["image_right"]
         if disp.shape[-2:] != left.shape[-2:]:

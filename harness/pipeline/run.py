@@ -162,10 +162,15 @@ class RunContext:
         if not getattr(teacher, "trainable", True):
             return {"trained": False, "key": key}
         val_protocol = self.protocol(val_set, "none")
+        choices = tuple(getattr(teacher, "train_losses", ()))
+        loss = tcfg.get("loss")
+        if loss is not None and loss not in choices:
+            raise HarnessError(f"config teacher_train.loss={loss!r}: teacher {type(teacher).__name__} trains with "
+                               f"{list(choices) or 'its fixed self_loss only'}")
 
         def train_fn(model, work):
             runner = run_stage(
-                model=TeacherTrainModel(model), stage_label="teacher", work_dir=work, train_set=train_set,
+                model=TeacherTrainModel(model, loss), stage_label="teacher", work_dir=work, train_set=train_set,
                 val_set=val_set if "depth" in _output_kinds(model) else None, val_protocol=val_protocol, schedule=tcfg, epochs=int(tcfg["epochs"]),
                 batch_size=int(tcfg["batch_size"]), lr=float(tcfg["optimizer"]["lr"]), param_groups=None,
                 seed=int(tcfg.get("seed", 0)), resume=work.is_dir(),
@@ -177,7 +182,10 @@ class RunContext:
 
         describe = {"teacher": section(self.cfg, "teacher"), "train": tcfg, "data": train_set.fingerprint,
                     "input_size": list(self.data_cfg["input_size"])}
-        return teacher_cache.load_or_train(teacher, key=key, cache_dir=self.cache_dir, train_fn=train_fn, describe=describe)
+        info = teacher_cache.load_or_train(teacher, key=key, cache_dir=self.cache_dir, train_fn=train_fn, describe=describe)
+        if choices:  # which supervised loss the teacher was trained with (the key covers it when set)
+            info = dict(info, train_loss=loss or choices[0])
+        return info
 
 
     def with_precomputed(self, spec: dict[str, str], datasets: dict[str, Any]):

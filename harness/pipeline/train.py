@@ -107,16 +107,18 @@ class DistillModel(_LossModel):
 
 
 class TeacherTrainModel(_LossModel):
-    """Trains a teacher on its own ``self_loss`` (the teacher stage before any student)."""
+    """Trains a teacher on its own ``self_loss`` (the teacher stage before any student);
+    ``loss`` (``teacher_train.loss``) selects one of the teacher's ``train_losses``."""
 
-    def __init__(self, teacher: nn.Module):
+    def __init__(self, teacher: nn.Module, loss: str | None = None):
         super().__init__()
         self.teacher = teacher
+        self.loss_kwargs = {} if loss is None else {"loss": loss}
 
     def forward(self, mode: str = "loss", **batch: Any):
         out = self.teacher(batch)
         if mode == "loss":
-            terms = self.teacher.self_loss(batch, out)
+            terms = self.teacher.self_loss(batch, out, **self.loss_kwargs)
             total = torch.stack([v.reshape(()) for v in terms.values()]).sum()
             res = {"loss": total}
             res.update({TERM_PREFIX + k: v.detach() for k, v in terms.items()})

@@ -121,6 +121,26 @@ def test_supervised_loss_handles_gt_resolution_and_empty_mask(batch):
     loss.backward()
 
 
+def test_silog_loss_switch_golden_and_gradients(batch):
+    teacher = StereoTeacher(max_disp=32, base_width=8)
+    assert teacher.train_losses == ("smooth_l1_rel", "silog")
+    b = dict(batch, depth_gt=depth_gt_for([8, 12], 64, 128))
+    exact = DepthOutput(disp={0: torch.tensor([8.0, 12.0]).view(2, 1, 1, 1).expand(2, 1, 64, 128).clone()})
+    assert teacher.self_loss(b, exact, loss="silog")["silog"].item() == pytest.approx(0.0, abs=1e-5)
+    # a disparity 2x too large everywhere is a pure scale error: SILog (lambda 0.85) gives
+    # 10 sqrt(g^2 - 0.85 g^2) with g = log 2
+    twice = DepthOutput(disp={0: 2 * exact.disp[0]})
+    want = 10 * (0.15 * torch.log(torch.tensor(2.0)) ** 2).sqrt().item()
+    assert teacher.self_loss(b, twice, loss="silog")["silog"].item() == pytest.approx(want, rel=1e-4)
+    out = teacher(b)
+    terms = teacher.self_loss(b, out, loss="silog")
+    assert set(terms) == {"silog"}
+    terms["silog"].backward()
+    assert teacher.logit_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="teacher_train.loss"):
+        teacher.self_loss(b, out, loss="l2")
+
+
 def test_self_supervised_loss_prefers_true_disparity(batch):
     teacher = StereoTeacher(max_disp=32, base_width=8)
     b = stereo_batch([8, 8], 64, 128, torch.Generator().manual_seed(3))

@@ -9,4 +9,6 @@ teacher_train = dict(
     optimizer=dict(type="AdamW", lr=1e-3, weight_decay=1e-4),
     param_scheduler=[dict(type="CosineAnnealingLR", by_epoch=True, eta_min=1e-5)],
     val_interval=4,
+    # loss="silog" trains on SILog of depth instead of the default smooth-L1 + relative error on
+    # disparity ("smooth_l1_rel"); left unset so that the default's cache key stays as it was
 )
