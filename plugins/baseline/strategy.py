@@ -7,11 +7,13 @@ import torch.nn.functional as F
 from harness import HarnessError, LossDict, Needs, StepContext, Strategy
 from harness.distill.flips import partner_on_left
 from harness.distill.geometry import focal_baseline, warp_stereo
+from harness.distill import video
 from harness.distill.losses import photometric_error, silog, smoothness
 
 SUPERVISION_KEYS = {
     "gt": frozenset({"image", "depth_gt", "depth_gt_mask"}),
     "stereo": frozenset({"image", "image_right", "K", "baseline", "meta"}),
+    "video": frozenset({"image", "frames", "K"}),
 }
 
 
@@ -33,21 +35,34 @@ class BaselineStrategy(Strategy):
     in metres on the same protocol as every other row. ``baseline_norm=None`` trains with the
     batch's metric baseline.
 
-    ``eval_scale``: ``"none"`` (metric, default) or ``"median"`` (per-image median scaling), the
-    latter to give the self-supervised video methods (scored with median scaling) a control row
-    on their own protocol.
+    ``supervision="video"``: self-supervision from the adjacent frames ``t-1, t+1`` with a
+    strategy-owned pose net, exactly the photometric + geometry-consistency terms of ``ssmde``
+    (SC-Depth min-reprojection over the sources, auto-mask, dynamic down-weighting;
+    ``harness.distill.video``): terms ``photo`` and ``geo`` (weight 0.1), over ``scales``. The
+    like-for-like control of ``ssmde``; evaluated with median scaling (monocular scale is unknown).
+    ``ssim_window``, ``photo_alpha``, ``min_over``, ``automask``, ``dynamic_weight``,
+    ``pose_width``, ``pose_scale`` are ``ssmde``'s options of the same names.
+
+    ``eval_scale``: ``"none"`` (metric; the default for ``gt`` / ``stereo``) or ``"median"``
+    (per-image median scaling; the default for ``video``), the latter to give the
+    self-supervised video methods (scored with median scaling) a control row on their own
+    protocol.
     """
 
     teacher_mode = "none"
     eval_scale_policy = "none"  # metric depth: GT, or the real stereo baseline, fixes the scale
     student_needs = Needs(depth=True, scales=(0, 1, 2, 3))
 
-    default_loss_weights = {"gt": 1.0, "photo": 1.0, "smooth": 1e-3}
+    default_loss_weights = {"gt": 1.0, "photo": 1.0, "smooth": 1e-3, "geo": 0.1}
 
     def __init__(self, supervision: str = "gt", scales=(0, 1, 2, 3), loss_weights=None,
                  baseline_norm: float | None = 0.1, eval_baseline: float = 0.54,
-                 eval_scale: str = "none"):
+                 eval_scale: str | None = None, ssim_window: int = 7, photo_alpha: float = 0.85,
+                 min_over: str = "sources", automask: bool = True, dynamic_weight: bool = True,
+                 pose_width: int = 16, pose_scale: float = 0.01):
         super().__init__(loss_weights)
+        if eval_scale is None:
+            eval_scale = "median" if supervision == "video" else "none"
         if supervision not in SUPERVISION_KEYS:
             raise HarnessError(
                 f"method.supervision={supervision!r} is not one of {sorted(SUPERVISION_KEYS)}"
@@ -65,9 +80,23 @@ class BaselineStrategy(Strategy):
         self.eval_baseline = float(eval_baseline)
         self.scales = tuple(scales)
         self.required_batch_keys = SUPERVISION_KEYS[supervision]
+        if min_over not in ("sources", "all", "none"):
+            raise HarnessError(f"method.min_over={min_over!r} is not one of 'sources', 'all', 'none'")
+        self.video_options = dict(alpha=float(photo_alpha), ssim_window=int(ssim_window), min_over=min_over,
+                                  automask=bool(automask), dynamic_weight=bool(dynamic_weight))
+        # the pose net exists for video supervision only (a strategy-owned module, dropped at test time)
+        self.pose_net = video.PoseNet(int(pose_width), float(pose_scale)) if supervision == "video" else None
+
+    def student_forward(self, student, batch):
+        if self.supervision == "video":
+            return video.split_frames(student, batch)
+        return super().student_forward(student, batch)
 
     def compute_loss(self, batch, s_out, t_out, ctx: StepContext) -> LossDict:
         out = s_out["clean"]
+        if self.supervision == "video":
+            photo, geo, _, _ = video.photo_geo_terms(self.pose_net, batch, s_out, self.scales, **self.video_options)
+            return self.weighted({"photo": photo, "geo": geo})
         size = batch["image"].shape[-2:]
         depths = [_up(out.depth[i], size) for i in self.scales]
         if self.supervision == "gt":

@@ -3,8 +3,7 @@
 Every function here is a small, separately tested piece:
 
 * (a) :func:`pair_terms` / :func:`photo_geo_loss` — SC-Depth photometric + geometry consistency
-  over two adjacent frames, both warp directions, auto-mask, dynamic down-weighting and the
-  per-pixel choice of the best source;
+  over two adjacent frames (from the public ``harness.distill.video`` toolkit, re-exported);
 * (b) :func:`dynamic_reliability` / :func:`lowest_fraction` — the dynamic / static split;
 * (c) :func:`normal_matching`, :func:`edge_guided_normal_ranking`, :func:`mask_ranking` — the
   pseudo-depth supervision of static areas (scaled by the forgetting factor in the strategy);
@@ -22,17 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.distill.geometry import warp_temporal
-from harness.distill.losses import (
-    depth_consistency,
-    masked_mean,
-    photometric_error,
-    ranking_labels,
-    ranking_loss,
-)
+from harness.distill.losses import masked_mean, ranking_labels, ranking_loss
+from harness.distill.video import BIG, PairTerms, pair_terms, photo_geo_loss, valid_mask
 from harness.eval.protocol import masked_median
 
 __all__ = [
+    "BIG",
     "MultiViewMask",
     "PairTerms",
     "dynamic_reliability",
@@ -52,100 +46,8 @@ __all__ = [
     "sobel",
 ]
 
-#: stands in for "no valid source" in per-pixel minima (public: the strategy uses it too)
-BIG = 1e6
-
-
-# --------------------------------------------------------------------------------------------
-# (a) photometric + geometry consistency
-# --------------------------------------------------------------------------------------------
-class PairTerms(NamedTuple):
-    """Per-pixel maps (``B x 1 x H x W``) of one warp ``source -> target`` (SC-Depth's
-    ``compute_pairwise_loss``), all in the target's pixel grid."""
-
-    pe: Tensor  #: ``alpha (1 - SSIM)/2 + (1 - alpha) |I_t - I^_s|``, channel mean (not weighted)
-    color: Tensor  #: ``mean_c |I_t - I^_s|`` (selects the best source, auto-mask)
-    identity: Tensor  #: ``mean_c |I_t - I_s|`` of the un-warped source (auto-mask)
-    diff_depth: Tensor  #: ``|D_proj - D_interp| / (D_proj + D_interp)``
-    inside: Tensor  #: float, 1 where the projection lands in the source image, in front of it
-
-
-def pair_terms(target: Tensor, source: Tensor, depth_t: Tensor, depth_s: Tensor, T_t2s: Tensor, K: Tensor,
-               *, alpha: float = 0.85, ssim_window: int = 7) -> PairTerms:
-    """Warp ``source`` into the ``target`` view with ``depth_t`` and ``T_t2s`` and compare.
-
-    ``depth_s`` (the source view's depth) is sampled at the projections for the geometry
-    consistency term.
-    """
-    w = warp_temporal(source, depth_t, T_t2s, K, depth_src=depth_s)
-    pe = photometric_error(w.image, target, alpha=alpha, window=ssim_window)
-    color = (target - w.image).abs().mean(dim=1, keepdim=True)
-    identity = (target - source).abs().mean(dim=1, keepdim=True)
-    diff_depth = depth_consistency(w.projected_depth, w.interpolated_depth)
-    return PairTerms(pe, color, identity, diff_depth, w.valid)
-
-
-def _valid(p: PairTerms, automask: bool) -> Tensor:
-    """In-image (and, with ``automask``, ``color < identity``) as a float mask."""
-    v = p.inside > 0
-    if automask:
-        v = v & (p.color < p.identity)
-    return v.to(p.pe.dtype)
-
-
-def _select(group: list[PairTerms], automask: bool, dynamic_weight: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """Per pixel, the entry of ``group`` (maps in one pixel grid) with the lowest colour error
-    among those projecting inside their source; returns ``(weighted pe, diff_depth, valid)``."""
-    pe, dd, valid, key = [], [], [], []
-    for p in group:
-        w = p.pe
-        if dynamic_weight:  # SC-Depth: down-weight dynamic / inconsistent pixels, no gradient
-            w = w * (1.0 - p.diff_depth).clamp(0.0, 1.0).detach()
-        pe.append(w)
-        dd.append(p.diff_depth)
-        valid.append(_valid(p, automask))
-        key.append(torch.where(p.inside > 0, p.color, torch.full_like(p.color, BIG)).detach())
-    if len(group) == 1:
-        return pe[0], dd[0], valid[0]
-    idx = torch.cat(key, dim=1).argmin(dim=1, keepdim=True)
-    pick = lambda maps: torch.cat(maps, dim=1).gather(1, idx)  # noqa: E731
-    return pick(pe), pick(dd), pick(valid)
-
-
-def photo_geo_loss(forward: list[PairTerms], backward: list[PairTerms], *, min_over: str = "sources",
-                   automask: bool = True, dynamic_weight: bool = True) -> tuple[Tensor, Tensor]:
-    """``(L_ph, L_geo)`` of METHODS.md 5.4(a) from the warps of both directions.
-
-    ``forward[k]``: source ``k`` warped into the target view (target depth, ``T_{t->s}``);
-    ``backward[k]``: the target warped into source ``k``'s view (its depth, ``T_{s->t}``).
-
-    ``min_over`` chooses where the per-pixel best-source selection happens:
-
-    * ``"sources"`` (default): within each pixel grid — the target view picks the better of its
-      sources per pixel; each source view has one warp (from the target);
-    * ``"all"``: over all ``2 x n_sources`` maps at once (SC-Depth's code, which mixes the target
-      and source pixel grids);
-    * ``"none"``: no selection, every map counts.
-
-    ``L_ph = masked_mean(selected weighted pe, valid)`` and ``L_geo = masked_mean(selected
-    diff_depth, valid)`` over all selected maps together, ``valid`` = in-image x auto-mask.
-    """
-    if min_over == "sources":
-        groups = [list(forward)] + [[b] for b in backward]
-    elif min_over == "all":
-        groups = [list(forward) + list(backward)]
-    elif min_over == "none":
-        groups = [[p] for p in list(forward) + list(backward)]
-    else:
-        raise ValueError(f"min_over must be 'sources', 'all' or 'none', got {min_over!r}")
-    groups = [g for g in groups if g]
-    sel = [_select(g, automask, dynamic_weight) for g in groups]
-    pe = torch.cat([s[0] for s in sel], dim=1)
-    dd = torch.cat([s[1] for s in sel], dim=1)
-    valid = torch.cat([s[2] for s in sel], dim=1)
-    return masked_mean(pe, valid), masked_mean(dd, valid)
-
-
+# (a) photometric + geometry consistency: the shared video toolkit (harness.distill.video), so
+# the video-supervised baseline control trains with exactly the same terms
 # --------------------------------------------------------------------------------------------
 # (b) dynamic / static split
 # --------------------------------------------------------------------------------------------
@@ -154,7 +56,7 @@ def dynamic_reliability(forward: list[PairTerms], automask: bool = True) -> Tens
     invalid (SC-DepthV3's rule), detached, ``B x 1 x H x W``; low = dynamic / unreliable."""
     maps = []
     for p in forward:
-        dd = torch.where(_valid(p, automask) > 0, p.diff_depth, torch.zeros_like(p.diff_depth))
+        dd = torch.where(valid_mask(p, automask) > 0, p.diff_depth, torch.zeros_like(p.diff_depth))
         maps.append(1.0 - dd.detach())
     return torch.stack(maps, dim=0).mean(dim=0)
 

@@ -1,7 +1,7 @@
 """Modules and schedules the SS-MDE strategy owns (METHODS.md 5.3, 5.4(c), 5.4(e)).
 
-* :class:`PoseNet` — a lightweight pose network: a 6-channel image pair -> 6-DoF motion
-  (axis-angle + translation, both scaled by 0.01 as in SC-Depth) -> ``4 x 4`` transform.
+* :class:`PoseNet` — the lightweight pose network of the public video toolkit
+  (``harness.distill.video``; re-exported here).
 * :class:`MaskRefiner` — the optional learned part of the multi-view mask filter (off by default).
 * :func:`forgetting_factor` — the pseudo-supervision weight ``phi(e)``.
 * :func:`snapshot_teacher` / :func:`ema_update` — the self-distillation teacher.
@@ -16,62 +16,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from harness.distill.geometry import pose_vec_to_mat
+from harness.distill.video import PoseNet
 
 __all__ = ["MaskRefiner", "PoseNet", "ema_update", "forgetting_factor", "snapshot_teacher"]
-
-#: Monodepth2's input normalisation, also used by the harness student.
-_MEAN, _STD = 0.45, 0.225
-
-
-def _conv(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
-
-
-class PoseNet(nn.Module):
-    """Lightweight pose network on a concatenated image pair.
-
-    ``forward(target, source)`` returns ``T_{t->s}`` (``B x 4 x 4``): the rigid motion that maps
-    points of the *first* image's camera into the *second* one's, as
-    :func:`harness.distill.geometry.warp_temporal` expects. Both directions are predicted by
-    calling it with the pair in both orders (SC-Depth's ``poses`` / ``poses_inv``).
-
-    Layout: seven stride-2 conv-BN-ReLU layers (widths ``w, 2w, 4w, 8w, 16w, 16w, 16w`` with
-    kernels 7, 5, 3, ...; SfMLearner-style, much lighter than a ResNet-18), a ``1 x 1`` conv to
-    6 channels, global average pooling and the factor ``pose_scale = 0.01`` (SC-Depth). The
-    head keeps PyTorch's default (random) initialisation: an exactly-identity start would make
-    the auto-mask reject every pixel (warped == source) and nothing would receive a gradient.
-
-    Args:
-        width: first-layer width ``w``.
-        pose_scale: multiplier of the raw 6-vector (axis-angle and translation alike).
-    """
-
-    def __init__(self, width: int = 16, pose_scale: float = 0.01) -> None:
-        super().__init__()
-        widths = [width, 2 * width, 4 * width, 8 * width, 16 * width, 16 * width, 16 * width]
-        kernels = [7, 5, 3, 3, 3, 3, 3]
-        layers, cin = [], 6
-        for w, k in zip(widths, kernels):
-            layers.append(_conv(cin, w, k, 2))
-            cin = w
-        self.encoder = nn.Sequential(*layers)
-        self.head = nn.Conv2d(cin, 6, 1)
-        self.pose_scale = float(pose_scale)
-
-    def pose_vector(self, target: Tensor, source: Tensor) -> Tensor:
-        """The scaled 6-vector ``B x 6``: ``[axis-angle (3), translation (3)]``."""
-        x = torch.cat([(target - _MEAN) / _STD, (source - _MEAN) / _STD], dim=1)
-        return self.pose_scale * self.head(self.encoder(x)).mean(dim=(2, 3))
-
-    def forward(self, target: Tensor, source: Tensor) -> Tensor:
-        vec = self.pose_vector(target, source)
-        return pose_vec_to_mat(vec[:, :3], vec[:, 3:])
-
 
 class MaskRefiner(nn.Module):
     """Optional learned refiner of the multi-view mask filter (METHODS.md 5.4(e) item 4).

@@ -20,11 +20,13 @@ from torch import Tensor, nn
 from harness import DepthOutput, HarnessError, LossDict, Needs, RunInfo, Stage, StepContext, Strategy
 from harness.distill.geometry import depth_to_normals
 
-from . import losses as L
-from .modules import MaskRefiner, PoseNet, ema_update, forgetting_factor, snapshot_teacher
+from harness.distill import video
+from harness.distill.video import PoseNet
 
-#: source frame offsets and the names of their student outputs in ``s_out``
-SOURCES = ((-1, "prev"), (1, "next"))
+from . import losses as L
+from .modules import MaskRefiner, ema_update, forgetting_factor, snapshot_teacher
+
+SOURCES = video.SOURCES
 DEFAULT_PSEUDO_WEIGHTS = {"normal": 0.1, "normal_rank": 0.1, "mask_rank": 0.1}
 
 
@@ -32,13 +34,6 @@ def _up(x: Tensor, size) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-def _frame(frames: dict, offset: int) -> Tensor:
-    """``frames[offset]`` whether the collated dict kept int keys or turned them into strings."""
-    if offset in frames:
-        return frames[offset]
-    return frames[str(offset)]
 
 
 class SSMDEStrategy(Strategy):
@@ -246,18 +241,7 @@ class SSMDEStrategy(Strategy):
     # -- per step --------------------------------------------------------------------------
     def student_forward(self, student: nn.Module, batch: dict[str, Any]) -> dict[str, DepthOutput]:
         """One student pass over ``[I_t, I_{t-1}, I_{t+1}]`` (batched), split per frame."""
-        frames = batch["frames"]
-        images = torch.cat([batch["image"]] + [_frame(frames, o) for o, _ in SOURCES], dim=0)
-        out = student(images)
-        parts = {}
-        for j, name in enumerate(["clean"] + [n for _, n in SOURCES]):
-            parts[name] = DepthOutput(
-                disp={i: d.chunk(3)[j] for i, d in out.disp.items()},
-                depth={i: d.chunk(3)[j] for i, d in out.depth.items()},
-                disp_units=out.disp_units,
-                depth_kind=out.depth_kind,
-            )
-        return parts
+        return video.split_frames(student, batch)
 
     def teacher_forward(self, teacher: nn.Module | None, batch: dict[str, Any],
                         s_out: dict[str, DepthOutput]) -> DepthOutput | None:
@@ -265,46 +249,23 @@ class SSMDEStrategy(Strategy):
         target (``depth[0]``) and the sources (``aux["depth_prev"]``, ``aux["depth_next"]``)."""
         if teacher is None:
             return None
-        frames = batch["frames"]
-        images = torch.cat([batch["image"]] + [_frame(frames, o) for o, _ in SOURCES], dim=0)
+        images = torch.cat([batch["image"], *video.source_frames(batch)], dim=0)
         with torch.no_grad():
             depth = teacher(images).depth[0].chunk(3)
         return DepthOutput(depth={0: depth[0]},
                            aux={f"depth_{name}": d for (_, name), d in zip(SOURCES, depth[1:])},
                            depth_kind="relative")
 
-    def poses(self, image: Tensor, sources: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        """``(T_{t->s}, T_{s->t})`` for every source, from one batched pose-net pass."""
-        if self.pose_net is None:
-            raise HarnessError("ssmde: build() was not called (no pose network)")
-        n = len(sources)
-        first = torch.cat([image] * n + sources, dim=0)
-        second = torch.cat(sources + [image] * n, dim=0)
-        T = self.pose_net(first, second).chunk(2 * n)
-        return list(T[:n]), list(T[n:])
-
     def compute_loss(self, batch: dict[str, Any], s_out: dict[str, DepthOutput], t_out: DepthOutput | None,
                      ctx: StepContext) -> LossDict:
+        if self.pose_net is None:
+            raise HarnessError("ssmde: build() was not called (no pose network)")
         img, K = batch["image"], batch["K"]
-        size = img.shape[-2:]
-        sources = [_frame(batch["frames"], o) for o, _ in SOURCES]
-        T_fwd, T_bwd = self.poses(img, sources)
-        opts = dict(alpha=self.photo_alpha, ssim_window=self.ssim_window)
-
-        photo, geo = [], []
-        fwd0 = None
-        for i in self.scales:
-            d_t = _up(s_out["clean"].depth[i], size)
-            d_src = [_up(s_out[name].depth[i], size) for _, name in SOURCES]
-            fwd = [L.pair_terms(img, src, d_t, d_s, T, K, **opts) for src, d_s, T in zip(sources, d_src, T_fwd)]
-            bwd = [L.pair_terms(src, img, d_s, d_t, T, K, **opts) for src, d_s, T in zip(sources, d_src, T_bwd)]
-            p, g = L.photo_geo_loss(fwd, bwd, min_over=self.min_over, automask=self.automask,
-                                    dynamic_weight=self.dynamic_weight)
-            photo.append(p)
-            geo.append(g)
-            if i == 0:
-                fwd0 = fwd
-        terms = {"photo": torch.stack(photo).mean(), "geo": torch.stack(geo).mean()}
+        sources = video.source_frames(batch)
+        photo, geo, fwd0, T_fwd = video.photo_geo_terms(
+            self.pose_net, batch, s_out, self.scales, alpha=self.photo_alpha, ssim_window=self.ssim_window,
+            min_over=self.min_over, automask=self.automask, dynamic_weight=self.dynamic_weight)
+        terms = {"photo": photo, "geo": geo}
 
         depth = s_out["clean"].depth[0]
         m_dyn = L.dynamic_reliability(fwd0, self.automask)

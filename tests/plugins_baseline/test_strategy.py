@@ -81,7 +81,7 @@ def test_gt_loss_is_zero_at_gt_and_eval_scale_option():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(supervision="video"), "supervision"),
+    (dict(supervision="imu"), "supervision"),  # ("video" is a supervision now)
     (dict(eval_scale="stereo_factor"), "eval_scale"),
     (dict(supervision="stereo", baseline_norm=-1.0), "baseline_norm"),
     (dict(eval_baseline=0.0), "eval_baseline"),
