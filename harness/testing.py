@@ -22,7 +22,10 @@ from typing import Any
 
 import torch
 
+from harness.config.loader import build_run_config
+from harness.host import core
 from harness.host.manager import PluginHost
+from harness.pipeline.run import run
 
 __all__ = ["host_with", "quick_run", "tiny_batch"]
 
@@ -33,8 +36,6 @@ def host_with(*plugins: Any, autoload: bool = False) -> PluginHost:
     """A plugin host with the built-in plugin (``core``: synth, resnet, stereo, metrics) and
     ``plugins`` (modules or objects with hook implementations); installed plugins and
     ``$STEREODISTILL_PLUGINS`` are loaded too only with ``autoload=True``."""
-    from harness.host import core
-
     extra = list(plugins) if autoload else [core, *plugins]
     return PluginHost(autoload=autoload, extra_plugins=extra)
 
@@ -103,9 +104,6 @@ def quick_run(
 ) -> tuple[dict, Path]:
     """``harness run --method METHOD [--dataset DATASET] --quick`` in process, with its work dir,
     results and caches under ``tmp_path``; returns the result dict and the result file's path."""
-    from harness.config.loader import build_run_config
-    from harness.pipeline.run import run
-
     tmp = Path(tmp_path)
     catalog = host.catalog
     cfg = build_run_config(

@@ -17,7 +17,7 @@ from torch import Tensor
 TeacherMode = Literal["frozen", "precomputed", "online", "snapshot", "ema", "none"]
 ScalePolicy = Literal["none", "median", "stereo_factor"]
 
-#: Batch keys a dataset may provide (see ``../shared/METHODS.md`` section 7.1).
+#: Batch keys a dataset may provide (shapes and conventions: ``docs/plugins.md``, "The dataset contract").
 BATCH_KEYS = frozenset(
     {
         "image",  # B x 3 x H x W, left / target view, [0, 1]

@@ -8,7 +8,7 @@ fly and deterministically from ``(corruption seed, corruption, frame)`` (see
 for every method and training seed. It can also read a stored corrupted copy (``corrupted_root``,
 e.g. RoboDepth's released KITTI-C) instead of corrupting on the fly.
 
-Where the corruption is applied (``shared/DATASETS.md`` 4.1): RoboDepth corrupts the Eigen test
+Where the corruption is applied (``docs/robustness.md``): RoboDepth corrupts the Eigen test
 images after resizing them to 640x192, the network input size. Here the image is corrupted at
 the size the dataset produces, i.e. the network input size (``data.input_size``): 640x192 for
 ``kitti`` (so KITTI-C is reproduced at its own resolution; the resize itself is

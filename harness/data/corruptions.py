@@ -1,7 +1,7 @@
 """KITTI-C image corruptions: 18 corruptions x 5 severities, seeded and deterministic.
 
 The corruption set, names, groups and per-severity parameters are RoboDepth's KITTI-C
-(``shared/DATASETS.md`` section 4.1): the 15 ImageNet-C corruptions (Hendrycks & Dietterich),
+(``docs/robustness.md``): the 15 ImageNet-C corruptions (Hendrycks & Dietterich),
 run by ``imagecorruptions-imaug`` (the maintained fork of ``imagecorruptions``, the package
 RoboDepth builds KITTI-C with; its frost photographs included), plus RoboDepth's own ``dark``,
 ``color_quant`` and ``iso_noise`` (:data:`OWN`), written here after RoboDepth's

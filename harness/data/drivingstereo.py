@@ -1,6 +1,6 @@
 """DrivingStereo (Yang et al., CVPR 2019): half-size train/test and the four weather subsets.
 
-Layout (``shared/DATASETS.md`` section 3; see also ``docs/datasets.md``)::
+Layout (``docs/datasets.md``, "DrivingStereo")::
 
     <root>/train-left-image/<seq>/<stem>.jpg      (or flat: train-left-image/<stem>.jpg)
     <root>/train-right-image/..., train-depth-map/<seq>/<stem>.png, train-disparity-map/...

@@ -1,4 +1,4 @@
-"""Real on-disk formats used by KITTI-style datasets (see ``shared/DATASETS.md`` 1.1-1.6).
+"""Real on-disk formats used by KITTI-style datasets (``docs/datasets.md``, "KITTI").
 
 Each format is a small reader/writer pair, NumPy in and out:
 

@@ -1,6 +1,6 @@
 """KITTI raw (+ depth benchmark annotations): loader, Eigen GT from Velodyne, split lists.
 
-Formats and protocol follow ``shared/DATASETS.md`` sections 1.1-1.9 and 5 (see also
+Formats and protocol: ``docs/datasets.md``, "KITTI" and "Evaluation protocols" (see also
 ``docs/datasets.md``)::
 
     <root>/<date>/calib_cam_to_cam.txt, calib_velo_to_cam.txt
@@ -154,7 +154,7 @@ def velodyne_depth(
 ) -> np.ndarray:
     """Sparse depth ``float32 HxW`` (0 = no return) from Velodyne points, as the Eigen export.
 
-    Steps (DATASETS.md 1.4): keep points with ``x_velo >= 0``; ``[u', v', w] = M [x y z 1]``
+    Steps (Monodepth2's ``generate_depth_map``; ``docs/datasets.md``, "GT from Velodyne"): keep points with ``x_velo >= 0``; ``[u', v', w] = M [x y z 1]``
     with ``M = P_rect . R_rect_00 . Tr_velo`` (:meth:`KittiCalib.velo_to_image`); pixel
     ``col = round(u'/w) - 1``, ``row = round(v'/w) - 1`` (NumPy round-half-even, the ``-1`` of
     the original 1-based code; ``pixel_offset=0`` gives the exact pixel); keep ``0 <= col < W``,

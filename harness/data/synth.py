@@ -74,7 +74,7 @@ MAX_DEPTH = 250.0
 LABELS = {0: "sky", 1: "road", 2: "lane_mark", 3: "sidewalk", 4: "building", 5: "car", 6: "pole"}
 SKY, ROAD, LANE_MARK, SIDEWALK, BUILDING, CAR, POLE = range(7)
 
-#: KITTI 2011_09_26 velodyne->camera extrinsics (DATASETS.md 1.2).
+#: KITTI 2011_09_26 velodyne->camera extrinsics (the ``calib_velo_to_cam.txt`` of that date).
 VELO_R = np.array(
     [
         [0.007533745, -0.9999714, -0.000616602],

@@ -1,4 +1,4 @@
-"""Shared geometry toolkit (METHODS.md 0.3 and 7.6): differentiable, batched, torch only.
+"""Shared geometry toolkit (docs/methods.md 0.3 and 7.6): differentiable, batched, torch only.
 
 Conventions
 -----------
@@ -91,7 +91,7 @@ def _to_grid(u: Tensor, v: Tensor, h: int, w: int) -> Tensor:
 # Stereo
 # --------------------------------------------------------------------------------------------
 def warp_stereo(img: Tensor, disp_px: Tensor, direction: str = "r2l", normalised: bool = False) -> Tensor:
-    """Horizontal 1-D bilinear resampling of ``img`` by a disparity (``W_x`` of METHODS.md 0.3).
+    """Horizontal 1-D bilinear resampling of ``img`` by a disparity (``W_x`` of docs/methods.md 0.3).
 
     Args:
         img: ``B x C x H x W`` image (or any map) to sample from.

@@ -1,4 +1,4 @@
-"""Shared loss toolkit (METHODS.md 0.3 and 7.6). Small, documented, differentiable functions.
+"""Shared loss toolkit (docs/methods.md 0.3 and 7.6). Small, documented, differentiable functions.
 
 Conventions: tensors are ``B x C x H x W``; masks are boolean or float weights broadcastable to
 the input; functions return a scalar (mean over the valid / weighted elements) unless the
@@ -97,7 +97,7 @@ def ssim(x: Tensor, y: Tensor, window: int = 3, c1: float = 0.01**2, c2: float =
 def photometric_error(pred: Tensor, target: Tensor, alpha: float = 0.85, window: int = 3) -> Tensor:
     """Per-pixel ``pe(a, b) = alpha * clip((1 - SSIM(a, b)) / 2, 0, 1) + (1 - alpha) * |a - b|``.
 
-    Averaged over channels: returns ``B x 1 x H x W`` (METHODS.md 0.3; alpha = 0.85).
+    Averaged over channels: returns ``B x 1 x H x W`` (docs/methods.md 0.3; alpha = 0.85).
     """
     l1 = (pred - target).abs().mean(dim=1, keepdim=True)
     dssim = ((1.0 - ssim(pred, target, window)) / 2.0).clamp(0.0, 1.0).mean(dim=1, keepdim=True)
@@ -132,11 +132,11 @@ def min_reprojection(errors: list[Tensor], identity_errors: list[Tensor] | None 
 def smoothness(disp: Tensor, img: Tensor, order: int = 1, normalise: bool | None = None) -> Tensor:
     """Edge-aware smoothness of a disparity map (scalar).
 
-    order 1 (METHODS.md 0.3, Monodepth2)::
+    order 1 (docs/methods.md 0.3, Monodepth2)::
 
         L = mean(|dx d*| e^{-mean_c |dx I|}) + mean(|dy d*| e^{-mean_c |dy I|}),  d* = d / mean(d)
 
-    order 2 (METHODS.md 3.3, RSD/Monodepth-style second derivatives, no normalisation)::
+    order 2 (docs/methods.md 3.3, RSD/Monodepth-style second derivatives, no normalisation)::
 
         L = mean(|dxx d| e^{-mean_c |dxx I|}) + mean(|dyy d| e^{-mean_c |dyy I|})
 
@@ -169,7 +169,7 @@ def smoothness(disp: Tensor, img: Tensor, order: int = 1, normalise: bool | None
 
 
 def lr_consistency(disp_l: Tensor, disp_r: Tensor, normalised: bool = False) -> Tensor:
-    """Left-right disparity consistency (Monodepth; METHODS.md 3.3), scalar::
+    """Left-right disparity consistency (Monodepth; docs/methods.md 3.3), scalar::
 
         L = mean|d^l - W_x(d^r, -d^l)| + mean|d^r - W_x(d^l, +d^r)|
 
@@ -195,7 +195,7 @@ def depth_consistency(projected_depth: Tensor, interpolated_depth: Tensor, eps: 
 # Depth supervision
 # --------------------------------------------------------------------------------------------
 def silog(pred: Tensor, gt: Tensor, mask: Tensor | None = None, lam: float = 0.85, scale: float = 10.0) -> Tensor:
-    """BTS scale-invariant log loss (METHODS.md 1.5(a)), scalar::
+    """BTS scale-invariant log loss (docs/methods.md 1.5(a)), scalar::
 
         g = log pred - log gt   over valid pixels of the whole batch
         L = scale * sqrt(mean(g^2) - lam * mean(g)^2)
@@ -222,7 +222,7 @@ def log1p_l1(pred: Tensor, target: Tensor, mask: Tensor | None = None, reduction
 
 
 def laplacian_nll(residual: Tensor, log_scale: Tensor, mask: Tensor | None = None, reduction: str = "mean") -> Tensor:
-    """Laplacian negative log-likelihood without constants (METHODS.md 1.5(b))::
+    """Laplacian negative log-likelihood without constants (docs/methods.md 1.5(b))::
 
         L = |r| * exp(-s) + s,   s = log b   (optimum s = log |r|)
 
@@ -232,7 +232,7 @@ def laplacian_nll(residual: Tensor, log_scale: Tensor, mask: Tensor | None = Non
 
 
 def focal_modulation(err: Tensor, tau: float = 0.1, gamma: float = 2.0, detach: bool = True) -> Tensor:
-    """Per-pixel focal weight ``m = (1 - exp(-err / tau))^gamma`` (METHODS.md 1.5(d)).
+    """Per-pixel focal weight ``m = (1 - exp(-err / tau))^gamma`` (docs/methods.md 1.5(d)).
 
     Easy pixels (``err -> 0``) get ``m -> 0``, hard ones ``m -> 1``. Stop-gradient by default
     (``sg`` in the spec).
@@ -290,7 +290,7 @@ def kl_rows(p: Tensor, q: Tensor, log_p: bool = False, log_q: bool = False, eps:
     (student ``A_S``), both ``... x N x M`` with rows (last dim) summing to 1. Pass
     log-probabilities (``log_softmax``) with ``log_p`` / ``log_q`` = True for numerical
     stability; probabilities are clamped at ``eps`` before the log. Entries with ``P_ij = 0``
-    contribute 0. Detach the teacher side yourself (``L_rel = KL(sg(A_T) || A_S)``, METHODS 4.4).
+    contribute 0. Detach the teacher side yourself (``L_rel = KL(sg(A_T) || A_S)``, docs/methods.md 4.4).
     """
     if p.shape != q.shape:
         raise ValueError(f"shapes differ: {tuple(p.shape)} vs {tuple(q.shape)}")
@@ -321,7 +321,7 @@ def ranking_labels(depth_a: Tensor, depth_b: Tensor, threshold: float = 1.15) ->
 
 
 def ranking_loss(depth_a: Tensor, depth_b: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
-    """Pairwise ordinal logistic loss ``log(1 + exp(-l (a - b)))`` (METHODS.md 5.4(c)).
+    """Pairwise ordinal logistic loss ``log(1 + exp(-l (a - b)))`` (docs/methods.md 5.4(c)).
 
     ``depth_a``, ``depth_b``: predicted depths of the two pixels of each pair (any equal shapes);
     ``labels`` in {-1, 0, +1} (+1: a is farther than b). Pairs with label 0 are ignored: the mean

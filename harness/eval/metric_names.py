@@ -15,7 +15,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "silog",
 )
 
-#: One-line description of each metric (DATASETS.md section 2; g = GT, p = prediction, per image).
+#: One-line description of each metric (docs/datasets.md, "Metric definitions"; g = GT, p = prediction, per image).
 METRIC_DESCRIPTIONS: dict[str, str] = {
     "abs_rel": "AbsRel: mean |g - p| / g",
     "sq_rel": "SqRel: mean (g - p)^2 / g (m)",

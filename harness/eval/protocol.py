@@ -1,6 +1,6 @@
 """Depth evaluation: protocol records, crops, prediction resizing, flip post-processing, metrics.
 
-Everything follows ``DATASETS.md`` sections 1.9 (KITTI Eigen protocol) and 2 (metric definitions):
+Everything follows ``docs/datasets.md``, "The KITTI Eigen protocol, step by step" and "Metric definitions":
 
 1. the prediction is a disparity-like map at network resolution; the *disparity* is resized
    bilinearly (OpenCV ``INTER_LINEAR`` semantics) to the GT size and inverted to depth
@@ -56,7 +56,7 @@ __all__ = [
 
 
 #: Crop fractions ``(row_start, row_end, col_start, col_end)`` of the GT height/width
-#: (DATASETS.md 1.9 step 3). Slicing is ``[int(a*H):int(b*H), int(c*W):int(d*W)]``.
+#: (docs/datasets.md, Eigen protocol step 3). Slicing is ``[int(a*H):int(b*H), int(c*W):int(d*W)]``.
 CROP_FRACTIONS: dict[str, tuple[float, float, float, float]] = {
     "garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),
     "eigen": (0.3324324, 0.91351351, 0.0359477, 0.96405229),
@@ -183,7 +183,7 @@ class Protocol:
 def crop_bounds(h: int, w: int, crop: str) -> tuple[int, int, int, int]:
     """``(row0, row1, col0, col1)`` of the crop window for a ``h x w`` GT map.
 
-    Uses ``int(a*H):int(b*H)`` slicing with the fractions of DATASETS.md 1.9 (``CROP_FRACTIONS``).
+    Uses ``int(a*H):int(b*H)`` slicing with the fractions of docs/datasets.md (Eigen protocol step 3) (``CROP_FRACTIONS``).
     ``crop="none"`` returns the full image.
     """
     if crop == "none":
@@ -230,7 +230,7 @@ def resize_disparity(disp: Tensor, gt_hw: tuple[int, int]) -> Tensor:
 
 
 def resize_prediction(depth: Tensor, gt_hw: tuple[int, int]) -> Tensor:
-    """Resize a depth prediction to the GT size the Monodepth2 way (DATASETS.md 1.9 step 1).
+    """Resize a depth prediction to the GT size the Monodepth2 way (docs/datasets.md, Eigen protocol step 1).
 
     The *disparity* ``1/depth`` is resized bilinearly (OpenCV ``INTER_LINEAR`` semantics) and
     inverted back to depth. Depth values are floored at 1e-12 before inversion so that zeros do
@@ -245,7 +245,7 @@ def resize_prediction(depth: Tensor, gt_hw: tuple[int, int]) -> Tensor:
 
 
 def flip_post_process(disp: Tensor, disp_of_flipped_input: Tensor) -> Tensor:
-    """Monodepth post-processing (DATASETS.md 1.9 step 6), applied to disparities.
+    """Monodepth post-processing (docs/datasets.md, Eigen protocol step 6), applied to disparities.
 
     ``disp`` is the prediction for the image, ``disp_of_flipped_input`` the prediction for the
     horizontally mirrored image (still mirrored; it is un-mirrored here: ``d_f``). With the
@@ -352,7 +352,7 @@ def _segment_median(values: Tensor, counts: Tensor) -> Tensor:
 def compute_metrics(
     pred: Tensor, gt: Tensor, protocol: Protocol, mask: Tensor | None = None
 ) -> dict[str, Tensor]:
-    """Per-image depth metrics for a batch (DATASETS.md 1.9 steps 2-5 and section 2).
+    """Per-image depth metrics for a batch (docs/datasets.md, Eigen protocol steps 2-5 and "Metric definitions").
 
     Args:
         pred: ``B x 1 x H x W`` predicted depth in metres, already at GT resolution
@@ -399,7 +399,7 @@ def compute_metrics(
 
 
 def metrics_from_values(pred: Tensor, gt: Tensor, counts: Tensor, protocol: Protocol) -> dict[str, Tensor]:
-    """Per-image metrics from the valid pixels only (steps 4-5 of DATASETS.md 1.9 and section 2).
+    """Per-image metrics from the valid pixels only (docs/datasets.md, Eigen protocol steps 4-5 and "Metric definitions").
 
     Args:
         pred: flat predicted depths of the valid pixels, image after image, *before* scaling.
@@ -680,7 +680,7 @@ def _compute_metrics_sparse_torch(disp: Tensor, gt: Tensor, protocol: Protocol, 
 # Accumulation
 # --------------------------------------------------------------------------------------------
 class MetricAccumulator:
-    """Collects per-image metrics and averages them over images (DATASETS.md 1.9 / 2).
+    """Collects per-image metrics and averages them over images (docs/datasets.md, Eigen protocol and "Metric definitions").
 
     ``update`` takes the dict returned by :func:`compute_metrics` (B-vectors or scalars). Images
     with ``valid_px == 0`` are skipped and counted in ``skipped_images``. ``summary()`` returns a

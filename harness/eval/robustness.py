@@ -1,7 +1,7 @@
 """Robustness metrics (RoboDepth's DEE, CE/mCE, RR/mRR, RCE/RmCE) and the evaluation of a
 trained student on corrupted and adverse-weather conditions (``harness run --eval-robustness``).
 
-Definitions (``shared/DATASETS.md`` 4.1, RoboDepth's ``evaluate_kittic.py``):
+Definitions (``docs/robustness.md``, "Metrics"; RoboDepth's ``evaluate_kittic.py``):
 
 * DEE (depth estimation error) of one evaluation: ``dee1 = abs_rel - a1 + 1``,
   ``dee2 = (abs_rel - a1 + 1) / 2`` (RoboDepth's headline, the default), ``dee3 = abs_rel / a1``;
@@ -67,7 +67,7 @@ DEFAULTS: dict[str, Any] = dict(
 )
 
 #: RoboDepth's reference row: MonoDepth2 ResNet-18, mono, 640x192, on KITTI-C
-#: (RoboDepth ``get_scores_monodepth2_mono``; DEE2 as in shared/DATASETS.md 4.1).
+#: (RoboDepth ``get_scores_monodepth2_mono``; DEE2 as in docs/robustness.md).
 ROBODEPTH_MONODEPTH2: dict[str, dict[str, float]] = {
     "dee1": {
         "clean": 0.238, "brightness": 0.259, "dark": 0.561, "fog": 0.311, "frost": 0.553, "snow": 1.023,

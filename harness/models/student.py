@@ -1,7 +1,7 @@
 """The monocular student: a Monodepth2-style ResNet encoder / U-Net decoder.
 
 Every distillation method is evaluated with this same network, so it must expose what the
-methods need without being forked (``../shared/METHODS.md`` sections 1.4, 2.3, 4.6, 7.3):
+methods need without being forked (``docs/methods.md`` sections 1.4, 2.3, 7.3):
 
 * named features ``enc_s2..enc_s32`` (encoder) and ``dec_s16..dec_s1`` (decoder, each taken
   after the stage's second conv), described by :meth:`MonoStudent.feature_specs`;

@@ -1,5 +1,5 @@
 """The ``adu`` method: ADU-Depth (attention-based distillation with uncertainty modelling) from
-the frozen stereo teacher to the harness student (``../shared/METHODS.md`` section 1)."""
+the frozen stereo teacher to the harness student (``docs/methods.md`` section 1)."""
 from pathlib import Path
 
 from harness import hookimpl

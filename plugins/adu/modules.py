@@ -1,4 +1,4 @@
-"""Modules the ADU-Depth strategy owns (METHODS.md 1.4): training-only, dropped at test time.
+"""Modules the ADU-Depth strategy owns (docs/methods.md 1.4): training-only, dropped at test time.
 
 * :class:`WindowAttention` -- multi-head self-attention inside non-overlapping ``w x w``
   windows with a learned relative position bias (Swin-style), on ``B x C x H x W`` maps.
@@ -44,7 +44,7 @@ class WindowAttention(nn.Module):
     Args:
         channels: ``C`` (divisible by ``heads``).
         heads: attention heads.
-        window: window side ``w`` (7 in METHODS.md 1.4).
+        window: window side ``w`` (7 in docs/methods.md 1.4).
 
     ``forward`` pads ``H, W`` up to multiples of ``w`` with zeros, splits the map into
     ``w x w`` windows, runs ``softmax(q k^T / sqrt(d) + bias[rel(q, k)] + pad_mask) v`` per
@@ -104,9 +104,9 @@ class WindowAttention(nn.Module):
 class AttentionAdapter(nn.Module):
     """``Phi_k``: ``1x1 conv (C_S -> C_T) -> LayerNorm -> W-MSA + residual -> MLP + residual``.
 
-    Read literally (METHODS.md 1.4): ``x = LN(conv(F_S))``; ``x = x + WMSA(x)``;
+    Read literally (docs/methods.md 1.4): ``x = LN(conv(F_S))``; ``x = x + WMSA(x)``;
     ``x = x + MLP(x)`` with ``MLP = Linear(C_T, 2 C_T) -> GELU -> Linear(2 C_T, C_T)`` per
-    pixel. ``heads = max(1, C_T // 32)`` by default (METHODS: ``C_T / 32``), reduced to the
+    pixel. ``heads = max(1, C_T // 32)`` by default (docs/methods.md: ``C_T / 32``), reduced to the
     largest divisor of ``C_T`` not above it.
     """
 

@@ -1,10 +1,10 @@
 """ADU-Depth (Wu et al., arXiv 2309.14744): attention-based distillation with uncertainty
-modelling, from a frozen stereo teacher to the monocular harness student (METHODS.md 1).
+modelling, from a frozen stereo teacher to the monocular harness student (docs/methods.md 1).
 
 Only the abstract of the paper could be read: the *structure* (stereo teacher on left-right
 pairs trained first; attention-adapted feature distillation; focal-depth-adapted response
 distillation; explicit uncertainty guiding both to emphasise hard regions) is from the paper,
-every formula below is the documented default of METHODS.md 1.5 ([D]).
+every formula below is the documented default of docs/methods.md 1.5 ([D]).
 
 Loss terms (config weights ``gt``, ``feat``, ``resp``, ``unc``; defaults 1, 1, 1, 0.1), with
 ``D_S`` the student depth, ``D_T`` the (mirrored-back) teacher depth, ``s`` the uncertainty
@@ -160,7 +160,7 @@ def resp_term(d_s: Tensor, d_t: Tensor, weight: Tensor | None = None, focal_mode
 # Strategy
 # --------------------------------------------------------------------------------------------
 class ADUStrategy(Strategy):
-    """ADU-Depth: frozen stereo teacher -> monocular student (METHODS.md 1, all formulas [D]).
+    """ADU-Depth: frozen stereo teacher -> monocular student (docs/methods.md 1, all formulas [D]).
 
     Args (every one is a ``method.*`` config key):
         feature_pairs: ``{student feature: teacher feature}``, one pair per distilled stride
@@ -179,7 +179,7 @@ class ADUStrategy(Strategy):
             (default True).
         gt_scales: student scales supervised by SILog, each upsampled to full resolution
             (default ``(0, 1, 2, 3)``, as the baseline; chosen on val over the spec's ``(0,)``).
-        resp_mask: ``"none"`` (METHODS default) or ``"lr"``: ``resp`` only where the teacher is
+        resp_mask: ``"none"`` (docs/methods.md default) or ``"lr"``: ``resp`` only where the teacher is
             left-right consistent (a second teacher pass on the mirrored, swapped pair gives the
             right-view disparity; :func:`lr_consistent` with ``lr_threshold`` px). The teacher's
             errors near cars and poles are then not distilled where its two views disagree.

@@ -1,4 +1,4 @@
-"""RSD loss terms (METHODS.md 3.3 and 3.4), built on the harness toolkit.
+"""RSD loss terms (docs/methods.md 3.3 and 3.4), built on the harness toolkit.
 
 Disparities are dicts ``{scale i: B x 2 x h_i x w_i}`` of width-normalised two-channel maps
 (channel 0 = left view ``d~^l``, channel 1 = right view ``d~^r``); image pyramids are lists

@@ -1,5 +1,5 @@
 """RSD's two networks as harness models: Mono-Net (student ``rsd_mono``) and Stereo-Net
-(online teacher ``rsd_stereo``). METHODS.md 3.2 and 3.6.
+(online teacher ``rsd_stereo``). docs/methods.md 3.2.
 
 Depth from a width-normalised disparity is ``D = f b / (W d~) = (f / W) b / d~``. Neither
 network can know ``f / W`` or ``b`` from an image, and ``predict(image)`` receives only the
@@ -266,7 +266,7 @@ class RSDStereoNet(_Calibrated):
     def self_loss(self, batch: dict[str, Any], out: DepthOutput) -> dict[str, Tensor]:
         """RSD Stereo-Net self-supervised loss, already weighted: ``{"ap": L_ap, "sm": 0.5 L_sm,
         "lr": L_lr}`` with ``L_ap``/``L_lr`` averaged over the iterations and ``L_sm`` on the
-        final estimate (METHODS.md 3.3). Lets the net also be trained stand-alone."""
+        final estimate (docs/methods.md 3.3). Lets the net also be trained stand-alone."""
         from .losses import stereo_self_terms  # local import: losses imports nothing from here
 
         terms = stereo_self_terms(self.iteration_disps(out), out.disp, batch["image"], batch["image_right"])

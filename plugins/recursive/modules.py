@@ -1,6 +1,6 @@
-"""Building blocks of Recursive Stereo Distillation (RSD; METHODS.md 3.2).
+"""Building blocks of Recursive Stereo Distillation (RSD; docs/methods.md 3.2).
 
-Everything here is written from the method description (METHODS.md section 3, read from the
+Everything here is written from the method description (docs/methods.md section 3, read from the
 authors' TensorFlow release); no code was copied. Conventions follow the harness: tensors are
 ``B x C x H x W``, disparities are width-normalised (``d~ = d_px / W``), channel 0 is the
 left-view disparity ``d~^l`` (synthesises the left image from the right one), channel 1 the
@@ -155,7 +155,7 @@ def nonlocal_residual(x: Tensor, affinity: Tensor, weight: float = NONLOCAL_WEIG
 
 
 class ResASPPNet(nn.Module):
-    """RSD's "resASPPNet" (METHODS.md 3.2), widths scaled by ``w = base_width`` (paper: 64).
+    """RSD's "resASPPNet" (docs/methods.md 3.2), widths scaled by ``w = base_width`` (paper: 64).
 
     Encoder: conv1 7x7/2 (w) -> pool1 3x3/2 -> conv2 3 bottlenecks (w, out 4w, 1/8) -> conv3 4
     bottlenecks (2w, out 8w, 1/16) -> pool3 3x3/2 -> ASPP (4w each, 20w, 1/32).
@@ -264,7 +264,7 @@ REFINE_MODES = ("convex", "release")
 
 
 class AdaptiveRefinement(nn.Module):
-    """Feature-driven adaptive refinement (METHODS.md 3.2), full resolution.
+    """Feature-driven adaptive refinement (docs/methods.md 3.2), full resolution.
 
     ``mode="convex"`` (default, [D]): a per-pixel convex combination of the 3x3 neighbourhood
     of the estimate ``d`` itself, plus an optional bounded residual::
@@ -420,7 +420,7 @@ def edge_aware_flip_fusion(disp: Tensor, disp_flipped_back: Tensor, kernel: int 
 
 
 # --------------------------------------------------------------------------------------------
-# Augmentation (METHODS.md 3.5): gamma, brightness, per-channel colour, same for both views
+# Augmentation (docs/methods.md 3.5): gamma, brightness, per-channel colour, same for both views
 # --------------------------------------------------------------------------------------------
 def photometric_augment(left: Tensor, right: Tensor, prob: float = 0.5, gamma=(0.8, 1.2),
                         brightness=(0.5, 2.0), colour=(0.8, 1.2),

@@ -1,4 +1,4 @@
-"""Recursive Stereo Distillation (RSD) as a harness strategy (METHODS.md section 3).
+"""Recursive Stereo Distillation (RSD) as a harness strategy (docs/methods.md section 3).
 
 Mono-Net (the student, ``rsd_mono``) and Stereo-Net (the online teacher, ``rsd_stereo``, fed
 with the Mono-Net's disparity) are trained jointly from stereo photometric self-supervision;

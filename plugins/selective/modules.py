@@ -3,7 +3,7 @@ straight-through binariser, and the mask-conditioned forward of the student.
 
 Song & Yoon's MonoNet is one shared encoder ``E`` with two Monodepth2-topology decoders:
 ``MaskDec`` (two soft masks per scale) and ``DepthDec`` (disparity), the latter conditioned on the
-binarised masks (``../shared/METHODS.md`` 2.3). Here ``E`` + ``DepthDec`` are the harness student
+binarised masks (``docs/methods.md`` 2.3). Here ``E`` + ``DepthDec`` are the harness student
 (:class:`harness.models.student.MonoStudent`, widened with ``decoder_extra_channels``) and
 ``MaskDec`` is :class:`MaskDecoder`, owned by the strategy. At test time all three run.
 """

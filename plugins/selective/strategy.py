@@ -5,7 +5,7 @@ learns, per pixel, whether the proxy or the student's own (self-supervised) esti
 explanation of the stereo pair; the binarised masks condition the student's depth decoder, which
 learns from the proxy only inside the proxy mask and from the photometric loss elsewhere; a
 Teacher-Student module adds feature hints from the stereo teacher. Specification:
-``../shared/METHODS.md`` section 2 (every detail there is a [D] default; see this plugin's README
+``docs/methods.md`` section 2 (every detail there is a [D] default; see this plugin's README
 for which interpretation each option takes).
 
 Loss terms (all through :meth:`Strategy.weighted`; ``Σ_i`` over scales is a mean over scales)::
@@ -88,7 +88,7 @@ def _up(x: Tensor, size, mode: str = "bilinear") -> Tensor:
 @torch.no_grad()
 def mask_targets(e_proxy: Tensor, e_self: Tensor, e_ident: Tensor, proxy_valid: Tensor | None = None,
                  margin: float = 0.0, window: int = 1) -> tuple[Tensor, Tensor]:
-    """Interpretation A of METHODS 2.4(b), per pixel (float 0/1 maps)::
+    """Interpretation A of docs/methods.md 2.4(b), per pixel (float 0/1 maps)::
 
         y_P = 1[<E_P> < (1 - m) <E_S>] 1[E_P < E_id]      proxy clearly better than own estimate, not static
         y_S = 1[<E_P> >= (1 - m) <E_S>] 1[E_S < E_id]     own estimate better, or as good
@@ -159,7 +159,7 @@ def proxy_loss(depths: list[Tensor], proxy_depth: Tensor, masks: list[Tensor], f
         abs_log (switch):               mean_p  M^j(p) |log D^j(p) - log D_P(p)|
 
     ``depths[j]`` and ``masks[j]`` are at full resolution; the mean runs over ALL pixels (not a
-    masked mean), as in METHODS 2.4(c) and Depth Hints. ``masks`` carry the proxy validity.
+    masked mean), as in docs/methods.md 2.4(c) and Depth Hints. ``masks`` carry the proxy validity.
     ``abs_log`` weighs relative errors equally at every distance (log-L1 in metres weighs an
     error of x % more the farther the pixel).
     """
@@ -222,11 +222,11 @@ class SelectiveStrategy(Strategy):
             of the error maps with a relative margin (``y_P`` needs ``<E_P> < (1 - m) <E_S>``;
             ties go to the student), see :func:`mask_targets`; 0 and 1 = the plain rule.
         proxy_mask: which mask gates the proxy term: ``"pred"`` (the binarised MaskDecoder output,
-            METHODS 2.4(c)) or ``"target"`` (the reprojection-error target ``y_P``).
-        proxy_form: ``"log1p_l1"`` (Depth Hints ``log(1 + |D_S - D_P|)``, METHODS 2.4(c); the
+            docs/methods.md 2.4(c)) or ``"target"`` (the reprojection-error target ``y_P``).
+        proxy_form: ``"log1p_l1"`` (Depth Hints ``log(1 + |D_S - D_P|)``, docs/methods.md 2.4(c); the
             old name ``"log_l1"`` is a deprecated alias) or
             ``"abs_log"`` (``|log D_S - log D_P|``).
-        photo_region: where the photometric term applies: ``"all"`` (auto-mask only, METHODS
+        photo_region: where the photometric term applies: ``"all"`` (auto-mask only, docs/methods.md
             2.4(d)), ``"outside_proxy"`` (``1 - M_P``) or ``"self"`` (``M_S``).
         automask: Monodepth2 identity auto-masking of the photometric term.
         ts_mode: ``"auto"`` (feature hints when the teacher exposes the features, else response),
@@ -491,7 +491,7 @@ class SelectiveStrategy(Strategy):
     def mask_targets_for(self, batch: dict[str, Any], depth: Tensor, proxy_disp: Tensor, valid: Tensor,
                          t_out: DepthOutput | None = None, e_self: Tensor | None = None,
                          e_ident: Tensor | None = None) -> tuple[Tensor, Tensor, Any]:
-        """Mask targets (METHODS 2.4(a)-(b)) of a batch from the student's full-resolution depth
+        """Mask targets (docs/methods.md 2.4(a)-(b)) of a batch from the student's full-resolution depth
         ``depth`` and the proxy disparity (px): ``(y_P, y_S, None)`` for interpretation A;
         ``(y_left, y_right, (right proxy depth, its validity))`` for B. No gradient.
         ``e_self`` / ``e_ident`` are the error maps ``E_S`` / ``E_id`` if already computed."""

@@ -1,4 +1,4 @@
-"""The ``ssmde`` method plugin: SS-MDE, self-supervised self-distillation (METHODS.md section 5)."""
+"""The ``ssmde`` method plugin: SS-MDE, self-supervised self-distillation (docs/methods.md section 5)."""
 from pathlib import Path
 
 from harness import hookimpl

@@ -1,4 +1,4 @@
-"""SS-MDE loss terms (METHODS.md section 5.4), built on the harness toolkit.
+"""SS-MDE loss terms (docs/methods.md section 5.4), built on the harness toolkit.
 
 Every function here is a small, separately tested piece:
 
@@ -282,7 +282,7 @@ def multiview_mask(target: Tensor, sources: list[Tensor], depth_t: Tensor, depth
                    poses: list[Tensor], K: Tensor, student_error: Tensor | None = None, *, tau_c: float = 0.05,
                    alpha: float = 0.85, ssim_window: int = 7, photometric: bool = True, consistency: bool = True,
                    better: bool = True) -> MultiViewMask:
-    """The hand-made multi-view mask filter ``M_mv`` of METHODS.md 5.4(e) [D].
+    """The hand-made multi-view mask filter ``M_mv`` of docs/methods.md 5.4(e) [D].
 
     Per target pixel, the AND of the enabled criteria:
 
@@ -317,7 +317,7 @@ def multiview_mask(target: Tensor, sources: list[Tensor], depth_t: Tensor, depth
 
 
 def kd_loss(depth_s: Tensor, depth_t: Tensor, mask: Tensor | None = None, align: str = "median") -> Tensor:
-    """Depth prior loss ``sum M |log D_S - log(sigma D_T)| / sum M`` (METHODS.md 5.4(d)).
+    """Depth prior loss ``sum M |log D_S - log(sigma D_T)| / sum M`` (docs/methods.md 5.4(d)).
 
     ``align="median"``: per-image ``log sigma = median_M(sg(log D_S) - log D_T)``, the median
     log-ratio over the pixels the loss is taken on (all pixels of an image whose mask is empty);

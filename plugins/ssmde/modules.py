@@ -1,4 +1,4 @@
-"""Modules and schedules the SS-MDE strategy owns (METHODS.md 5.3, 5.4(c), 5.4(e)).
+"""Modules and schedules the SS-MDE strategy owns (docs/methods.md 5.3, 5.4(c), 5.4(e)).
 
 * :class:`PoseNet` — the lightweight pose network of the public video toolkit
   (``harness.distill.video``; re-exported here).
@@ -21,7 +21,7 @@ from harness.distill.video import PoseNet
 __all__ = ["MaskRefiner", "PoseNet", "ema_update", "forgetting_factor", "snapshot_teacher"]
 
 class MaskRefiner(nn.Module):
-    """Optional learned refiner of the multi-view mask filter (METHODS.md 5.4(e) item 4).
+    """Optional learned refiner of the multi-view mask filter (docs/methods.md 5.4(e) item 4).
 
     Three convs (3x3, 3x3, 1x1) on ``[I_t (3), log D_T (1), teacher consistency (1),
     teacher photometric error (1), student photometric error (1)]`` -> sigmoid soft mask

@@ -1,6 +1,6 @@
 """SS-MDE: monocular depth via self-supervised self-distillation (Hu et al., Sensors 2024).
 
-METHODS.md section 5. Stage A trains the harness student and a strategy-owned pose network
+docs/methods.md section 5. Stage A trains the harness student and a strategy-owned pose network
 self-supervised from two adjacent frames (SC-Depth photometric + geometry consistency), with
 pseudo-depth supervision of static areas scaled by a decaying forgetting factor. Stage B adds
 self-distillation: a frozen snapshot (or EMA) of the student from the end of stage A supplies a

@@ -1,5 +1,5 @@
 """The ``structure`` method: structure-centric robust monocular depth via semantic knowledge
-distillation with learnable isomorphic graphs (Chen et al., arXiv 2410.06982; METHODS.md 4).
+distillation with learnable isomorphic graphs (Chen et al., arXiv 2410.06982; docs/methods.md 4).
 
 Registers the method ``structure`` and the teacher ``semantic`` (a small segmentation network
 trained once by the harness on the dataset's ``semantic`` labels and cached, or loaded from a

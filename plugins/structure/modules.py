@@ -1,5 +1,5 @@
 """Networks of the structure-centric method: the semantic teacher, the pose net and the
-isomorphic-graph modules (METHODS.md 4.3, 4.4 (c)).
+isomorphic-graph modules (docs/methods.md 4.3, 4.4 (c)).
 
 Only plain ``torch.nn`` is used; the harness's internal building blocks are not imported (plugins
 use the public API only).
@@ -224,7 +224,7 @@ class GraphOut:
 
 
 class IsoGraph(nn.Module):
-    """Learnable isomorphic graphs between a student and a teacher feature map (METHODS 4.4 (c)).
+    """Learnable isomorphic graphs between a student and a teacher feature map (docs/methods.md 4.4 (c)).
 
     1. Nodes: both maps are adaptive-average-pooled to the same ``h_g x w_g`` grid (node ``n``
        of one graph covers the same image region as node ``n`` of the other: the graphs are

@@ -1,4 +1,4 @@
-"""Input perturbations of the structure-centric method (METHODS.md 4.4 (a) and (b)).
+"""Input perturbations of the structure-centric method (docs/methods.md 4.4 (a) and (b)).
 
 Two families, both applied to the *student's* input only (the teacher and every photometric
 loss keep the clean images):

@@ -1,6 +1,6 @@
 """Structure-centric robust monocular depth via semantic knowledge distillation (issue 7).
 
-METHODS.md section 4 (+7). A self-supervised (monocular video) student trained with:
+docs/methods.md section 4 (+7). A self-supervised (monocular video) student trained with:
 
 * ``photo``  Monodepth2 min-reprojection with auto-mask over the sources ``t-1, t+1`` (pose net,
   ``K``), 4 scales upsampled to full resolution, on CLEAN images for every prediction (clean,
@@ -102,7 +102,7 @@ class StructureStrategy(Strategy):
 
     Self-supervision: ``scales`` (0..3: the clean prediction's photometric/smoothness scales),
     ``stereo_source`` (False; True adds the right view with the known ``T_l2r`` as a third
-    source, METHODS 4.4 "+ I_r if stereo available": Monodepth2 "MS", scale from the stereo pair),
+    source, docs/methods.md 4.4 "+ I_r if stereo available": Monodepth2 "MS", scale from the stereo pair),
     ``baseline_norm`` (0.1: with ``stereo_source``, the stereo transform's translation is
     rescaled to this normalised baseline, as Monodepth2 trains "MS"; None keeps the metric one),
     ``eval_baseline`` (0.54: the data's metric baseline; with ``eval_scale="none"`` the depth is

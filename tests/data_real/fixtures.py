@@ -1,4 +1,4 @@
-"""Tiny KITTI and DrivingStereo trees written in the real on-disk formats (DATASETS.md section 7).
+"""Tiny KITTI and DrivingStereo trees written in the real on-disk formats (docs/datasets.md).
 
 KITTI: two date folders of odd sizes (881x267 and 643x190), calibration files with a
 ``calib_time`` string line, 8 frames per drive (RGB PNGs for image_02/03, Velodyne ``.bin``),
@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.data import formats
 
-# Real 2011_09_26 rotations (DATASETS.md 1.2); intrinsics made up for the odd image sizes.
+# Real 2011_09_26 rotations (KITTI's calib files of that date); intrinsics made up for the odd image sizes.
 R_RECT_00 = np.array([0.9999239, 0.00983776, -0.007445048, -0.009869795, 0.9999421, -0.004278459,
                       0.007402527, 0.004351614, 0.9999631]).reshape(3, 3)
 VELO_R = np.array([0.007533745, -0.9999714, -0.000616602, 0.01480249, 0.0007280733, -0.9998902,

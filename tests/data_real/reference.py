@@ -9,7 +9,7 @@ import numpy as np
 
 
 def eigen_gt_per_point(points, M, height, width, vel_depth=True, duplicates="monodepth2") -> np.ndarray:
-    """DATASETS.md 1.4 step by step, one point at a time, in plain Python floats."""
+    """Monodepth2's ``generate_depth_map`` step by step, one point at a time, in plain Python floats."""
     M = np.asarray(M, dtype=np.float64).tolist()
     hits = []  # (row, col, value) in file order
     for x, y, z, _ in np.asarray(points, dtype=np.float64).tolist():

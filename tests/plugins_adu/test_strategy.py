@@ -146,7 +146,7 @@ def test_warmup_uses_unit_weight_then_the_heads_weight():
 
 
 # ------------------------------------------------------------------------------------------
-# flips (METHODS.md 1.3)
+# flips (docs/methods.md 1.3)
 # ------------------------------------------------------------------------------------------
 def test_mirrored_only_reads_meta():
     b = make_batch(3, flipped=[True, True, False], swapped=[False, True, False])

@@ -1,7 +1,7 @@
 """Golden values of every ``selective`` loss term on tiny fixed tensors.
 
 ``photo`` and ``smooth`` are checked against slow, loop-based NumPy implementations written here
-from the formulas (METHODS.md 0.3 / 2.4), ``proxy``, ``mask`` and ``ts`` against values worked out
+from the formulas (docs/methods.md 0.3 / 2.4), ``proxy``, ``mask`` and ``ts`` against values worked out
 by hand.
 """
 from __future__ import annotations

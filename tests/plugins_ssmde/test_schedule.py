@@ -10,7 +10,7 @@ from stereodistill_plugins.ssmde import SSMDEStrategy, forgetting_factor
 
 def test_forgetting_factor_forms():
     assert [forgetting_factor(e) for e in range(4)] == pytest.approx([1.0, 0.9, 0.81, 0.729])
-    assert forgetting_factor(10) == pytest.approx(0.9**10)  # ~0.35 after 10 epochs (METHODS 5.4(c))
+    assert forgetting_factor(10) == pytest.approx(0.9**10)  # ~0.35 after 10 epochs (docs/methods.md 5.4(c))
     assert forgetting_factor(50) == pytest.approx(0.00515, abs=1e-5)
     assert forgetting_factor(2, phi0=0.5, decay=0.5) == pytest.approx(0.125)
     # linear: E_f = 0.5 * 12 = 6 epochs

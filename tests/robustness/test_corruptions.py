@@ -42,7 +42,7 @@ def test_names_groups_parameters():
     assert len(C.CORRUPTIONS) == 18 and len(set(C.CORRUPTIONS)) == 18
     assert sorted(n for g in C.GROUPS.values() for n in g) == sorted(C.CORRUPTIONS)
     assert all(len(C.PARAMETERS[n]) == 5 for n in C.CORRUPTIONS)
-    # spot checks against shared/DATASETS.md 4.1
+    # spot checks against the parameter tables of docs/robustness.md
     assert C.PARAMETERS["gaussian_noise"] == (0.08, 0.12, 0.18, 0.26, 0.38)
     assert C.PARAMETERS["shot_noise"] == (60, 25, 12, 5, 3)
     assert C.PARAMETERS["jpeg_compression"] == (25, 18, 15, 10, 7)

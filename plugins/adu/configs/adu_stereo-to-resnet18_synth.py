@@ -1,6 +1,6 @@
 # ADU-Depth (arXiv 2309.14744) on the synthetic benchmark: the configured frozen `stereo`
 # teacher (trained once by the harness teacher cache) distils into the resnet18 student.
-# Every formula is a METHODS.md 1.5 default [D]; the switches below select the alternatives.
+# Every formula is a docs/methods.md 1.5 default [D]; the switches below select the alternatives.
 method = dict(
     type="adu",
     loss_weights=dict(gt=1.0, feat=1.0, resp=1.0, unc=0.1),
@@ -27,7 +27,7 @@ method = dict(
     gt_scales=(0, 1, 2, 3),
     # resp only where the teacher is left-right consistent (|d_L - d_R(x - d_L)| <= 1 px): its
     # errors (abs_rel near cars 0.20, poles 0.42, road 0.04) were pushed into the student.
-    # Not yet selected on val (README "Fair chance"); "none" = METHODS 1.5(d)
+    # Not yet selected on val (README "Fair chance"); "none" = docs/methods.md 1.5(d)
     resp_mask="lr",
     lr_threshold=1.0,
 )

@@ -1,4 +1,4 @@
-# SS-MDE (METHODS.md 5) on the synthetic benchmark with the harness ResNet-18 student.
+# SS-MDE (docs/methods.md 5) on the synthetic benchmark with the harness ResNet-18 student.
 # Supervision: self-supervised from the neighbouring frames t-1/t+1 (pose net, no GT) plus
 # pseudo-depth from the configured teacher (precomputed by the harness, made relative), then
 # self-distillation from a student snapshot. Evaluated with per-image median scaling.

@@ -1,8 +1,8 @@
 # structure (issue 7): self-supervised monocular-video student + semantic teacher
-# (METHODS.md 4). Only what the method changes; everything else is the harness default.
+# (docs/methods.md 4). Only what the method changes; everything else is the harness default.
 method = dict(
     type="structure",
-    # dsc/ltd of order 0.1-1 as METHODS [D] (at 1e-3 they contributed ~1e-7 against photo
+    # dsc/ltd of order 0.1-1 as docs/methods.md [D] (at 1e-3 they contributed ~1e-7 against photo
     # 0.015: the robustness came from the augmentation alone), ramped in linearly over 35 % of
     # the steps after the 15 % augmentation warm-up (consistency_ramp): without a ramp, weights
     # 1, 0.1 and 0.02 flattened the from-scratch student to a constant map within one epoch.
@@ -14,9 +14,9 @@ method = dict(
     photo_weighting="clean",
     photo_aux_weight=0.5,
     # Chosen on the synth VAL split (see README): from scratch, video-only self-supervision
-    # (the METHODS default) did not leave a flat depth map within the 6-epoch synth_small budget
+    # (the docs/methods.md default) did not leave a flat depth map within the 6-epoch synth_small budget
     # (val abs_rel 0.563 after 3 epochs, = a constant map); adding the right view as a third
-    # source (METHODS 4.4 "+ I_r if stereo available", Monodepth2 "MS") did (0.362 after 100
+    # source (docs/methods.md 4.4 "+ I_r if stereo available", Monodepth2 "MS") did (0.362 after 100
     # steps). Set stereo_source=False for the video-only variant.
     stereo_source=True,
     # the right view's translation is rescaled to Monodepth2's normalised baseline 0.1 (depth is

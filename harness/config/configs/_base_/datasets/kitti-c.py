@@ -1,5 +1,5 @@
 # kitti-c: KITTI (Eigen protocol, 640x192) trained and tested clean, then evaluated on KITTI-C
-# (RoboDepth, DATASETS.md 4.1): the 18 corruptions x 5 severities applied on the fly to the
+# (RoboDepth; docs/robustness.md): the 18 corruptions x 5 severities applied on the fly to the
 # 640x192 network input, or read from RoboDepth's released copy with
 # `--cfg-options evaluate.robustness.corrupted_root=/path/to/kitti_c` (its clean folder is then
 # used for the clean condition).
