@@ -1,4 +1,4 @@
-"""Video self-supervision toolkit (METHODS.md 5.4(a), 7.6): a light pose network and the
+"""Video self-supervision toolkit (docs/methods.md 5.4(a), 7.6): a light pose network and the
 SC-Depth photometric + geometry-consistency loss over adjacent frames.
 
 Shared by the ``ssmde`` method and the video-supervised ``baseline`` (its like-for-like
@@ -153,7 +153,7 @@ def _select(group: list[PairTerms], automask: bool, dynamic_weight: bool) -> tup
 
 def photo_geo_loss(forward: list[PairTerms], backward: list[PairTerms], *, min_over: str = "sources",
                    automask: bool = True, dynamic_weight: bool = True) -> tuple[Tensor, Tensor]:
-    """``(L_ph, L_geo)`` of METHODS.md 5.4(a) from the warps of both directions.
+    """``(L_ph, L_geo)`` of docs/methods.md 5.4(a) from the warps of both directions.
 
     ``forward[k]``: source ``k`` warped into the target view (target depth, ``T_{t->s}``);
     ``backward[k]``: the target warped into source ``k``'s view (its depth, ``T_{s->t}``).

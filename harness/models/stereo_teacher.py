@@ -274,7 +274,7 @@ class StereoTeacher(nn.Module):
         * ``"smooth_l1_rel"`` (default): ``disp_l1`` (smooth-L1, px) and ``disp_rel`` (10 x mean
           ``|d - d*| / d*``) between the disparity and ``d* = fx * baseline / depth_gt``;
         * ``"silog"``: ``silog`` (BTS SILog, x10, lambda 0.85) on the depth ``fx * baseline / d``
-          (METHODS.md 1.5(a), ADU-Depth's teacher stage).
+          (docs/methods.md 1.5(a), ADU-Depth's teacher stage).
 
         Otherwise self-supervised: ``{"photo": 0.85 SSIM + 0.15 L1 of left vs warped right,
         "smooth": 1e-3 * edge-aware smoothness}``.
