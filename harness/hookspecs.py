@@ -26,11 +26,14 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 def harness_register_methods(register):
     """Register distillation methods (strategies).
 
-    Call ``register(name, strategy_cls, *, description, config=None, paper=None)`` once per
-    method. ``strategy_cls`` subclasses :class:`harness.Strategy`. ``config`` is the path of
-    the method's mmengine config file (it may use ``_base_``); it is merged over the harness
-    defaults, so it only needs the keys the method changes. ``paper`` is an optional path to a
-    JSON file with the paper's reported numbers. Names are lower-case identifiers; registering
+    Call ``register(name, strategy_cls, *, description, config=None, paper=None, control=None)``
+    once per method. ``strategy_cls`` subclasses :class:`harness.Strategy`. ``config`` is the
+    path of the method's mmengine config file (it may use ``_base_``); it is merged over the
+    harness defaults, so it only needs the keys the method changes. ``paper`` is an optional
+    path to a JSON file with the paper's reported numbers. ``control`` names the method's
+    like-for-like control run: ``"baseline:{profile}_stereo"`` (another method under a
+    profile), ``"self:{profile}_control"`` (the method itself with every distillation term off)
+    or ``"self:KEY=VALUE ..."`` (config overrides); see :mod:`harness.config.controls`. Names are lower-case identifiers; registering
     a name another plugin already registered is an error naming both plugins.
     """
 

@@ -52,7 +52,9 @@ def test_leaderboard_aggregates_seeds_and_groups_protocols(tmp_path):
     p1 = text.split("protocol p2")[0] if text.index("protocol p1") < text.index("protocol p2") else text.split("protocol p1")[1]
     assert "0.120 ± 0.020" in p1  # mean ± sample std over 3 seeds
     rows = [ln for ln in p1.splitlines() if ln.startswith("| ")][1:]
-    assert rows[0].split("|")[1].strip() == "other"  # ranked by abs_rel within the protocol
+    # ranked by abs_rel within the protocol, but a 1-seed row never above a 3-seed one, and marked
+    assert [r.split("|")[1].strip() for r in rows[:2]] == ["baseline", "other"]
+    assert rows[1].split("|")[3].strip() == "1*"
     assert "0.333" not in p1 and "0.333" in text  # a different protocol is never ranked with p1
 
 

@@ -13,6 +13,10 @@ def register(sub) -> None:
     lb.add_argument("--results", default="results")
     lb.add_argument("--format", default="github", help="github | latex | csv | html (one static page, sortable)")
     lb.add_argument("--metric", default="abs_rel", help="metric to rank by (default abs_rel)")
+    lb.add_argument("--metrics", metavar="A,B,...", help="metric columns in this order, extra (plugin) metrics "
+                    "included (default: abs_rel sq_rel rmse rmse_log a1 a2 a3)")
+    lb.add_argument("--per-drive", action="store_true", help="after each table, the ranking metric per test "
+                    "drive (seeds pooled), outliers marked * (the html page always has them)")
     lb.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
     lb.add_argument("--no-cost", action="store_true",
                     help="leave out the cost columns (parameters, FLOPs, latency, peak memory, teacher/student ratio)")
@@ -40,9 +44,10 @@ def register(sub) -> None:
 
 
 def cmd_leaderboard(args) -> int:
-    from harness.report.leaderboard import render, render_robustness
+    from harness.report.leaderboard import parse_metrics, render, render_robustness
     from harness.report.results import atomic_write_text, load_results
 
+    metrics = parse_metrics(args.metrics)  # a usage error before any file is read
     results = load_results(args.results)  # files that are not results: one warning line each
     if args.robustness:
         text = render_robustness(results, fmt=args.format, reference=args.robustness_reference)
@@ -56,7 +61,8 @@ def cmd_leaderboard(args) -> int:
         catalog = plugin_host().catalog
         warn = lambda message: warnings.warn(message, HarnessWarning, 2)  # noqa: E731 - one-line printer in main()
         costs = None if args.no_cost else result_cost_provider(catalog, cache_root(None), warn)
-        text = render(results, fmt=args.format, metric=args.metric, costs=costs, papers=reported_numbers(catalog))
+        text = render(results, fmt=args.format, metric=args.metric, costs=costs, papers=reported_numbers(catalog),
+                      metrics=metrics, per_drive=args.per_drive)
     if args.out:
         out = Path(args.out)
         if not out.parent.is_dir():

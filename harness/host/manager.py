@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 import pluggy
 
 from harness import hookspecs
+from harness.config.controls import parse_spec
 from harness.errors import HarnessError, HarnessWarning, PluginError
 
 ENTRY_POINT_GROUP = "stereodistill"
@@ -110,6 +111,11 @@ class Catalog:
         if isinstance(obj, str) and not _REF_RE.match(obj):
             raise PluginError(f"plugin {plugin!r} registered {noun} {name!r} as {obj!r}: a string must be a "
                               "'package.module:Attribute' reference")
+        if kind == "methods" and extra.get("control") is not None:
+            try:
+                parse_spec(extra["control"], f"plugin {plugin!r} method {name!r}")
+            except HarnessError as exc:
+                raise PluginError(str(exc)) from None
         if name in self.entries[kind]:
             other = self.entries[kind][name].plugin
             raise PluginError(f"{noun} {name!r} is registered by both plugin {other!r} and plugin {plugin!r}")

@@ -18,6 +18,7 @@ from harness.pipeline import checkpoint, distributed, precompute, resources, tea
 from harness.report import cost, results
 
 from harness.eval import robustness
+from harness.config.controls import declared_control
 from harness.config.loader import section
 from harness.pipeline.determinism import derived_seed, seed_everything
 from harness.errors import EnvironmentFailure, HarnessError, RunFailure
@@ -320,7 +321,8 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     stage_results["val"]["final"] = evaluate_split(
         lambda x: strategy.predict(student, x), val_set, val_protocol, ctx)
     protocol = ctx.protocol(test_set, strategy.eval_scale_policy, strategy.eval_stereo_factor)
-    metrics = {"student": evaluate_split(lambda x: strategy.predict(student, x), test_set, protocol, ctx)}
+    metrics, per_frame = {}, {}
+    metrics["student"], per_frame["test"] = score_split(lambda x: strategy.predict(student, x), test_set, protocol, ctx)
     # robustness (issue 9): corrupted / adverse-weather conditions; None unless evaluate.robustness.enabled
     robustness_record = robustness.evaluate_conditions(
         ctx, lambda x: strategy.predict(student, x), test_set, protocol, metrics["student"],
@@ -340,11 +342,11 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
             predict_batch = lambda b: strategy.teacher_predict(eval_teacher, student, b)  # noqa: E731
         else:  # the configured reference teacher
             predict_batch = lambda b: eval_teacher(b).depth[0]  # noqa: E731
-        metrics["teacher"] = evaluate_split(None, teacher_test, ctx.protocol(teacher_test, "none"), ctx,
-                                            predict_batch=predict_batch)
+        metrics["teacher"], per_frame["teacher"] = score_split(
+            None, teacher_test, ctx.protocol(teacher_test, "none"), ctx, predict_batch=predict_batch)
     if cfg.evaluate.get("mean_depth", True):
         mean_map = torch.from_numpy(ctx.build_dataset("train", frozenset({"depth_gt", "depth_gt_mask"})).mean_depth_map())
-        metrics["mean_depth"] = evaluate_split(
+        metrics["mean_depth"], per_frame["mean_depth"] = score_split(
             lambda x: mean_map.to(x.device).expand(x.shape[0], 1, *mean_map.shape[-2:]), test_set, replace(protocol, scale="none"), ctx
         )
     ctx.timings["eval_s"] = time.time() - t
@@ -363,9 +365,13 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         },
         "protocol": dict(protocol.to_dict(), id=protocol.protocol_id()),
         "metrics": metrics,
+        # per-image test metrics: the student's under "test", the reference rows' under "<role>.test"
+        "per_frame": {"test": per_frame.pop("test"), **{role: {"test": v} for role, v in per_frame.items()}},
         "losses": stage_results["losses"],
         "val": stage_results["val"],
         "stages": stage_results["stages"],
+        "control": declared_control(ctx.catalog, method, cfg.profile),
+        "budget": results.training_budget(cfg.to_dict(), len(train_set)),
         "teacher": None if teacher_name is None else dict(
             teacher_info or {}, type=teacher_name, mode=strategy.teacher_mode
         ),
@@ -425,23 +431,32 @@ def _dataset_record(ctx: RunContext, ds) -> dict[str, Any]:
             "frames": len(ds), "root": str(ctx.data_root), "fingerprint": ds.fingerprint}
 
 
-@torch.no_grad()
 def evaluate_split(predict, dataset, protocol: Protocol, ctx: RunContext, predict_batch=None) -> dict[str, Any]:
+    """The summary of :func:`score_split` (mean of every metric over the scored images)."""
+    return score_split(predict, dataset, protocol, ctx, predict_batch)[0]
+
+
+@torch.no_grad()
+def score_split(predict, dataset, protocol: Protocol, ctx: RunContext, predict_batch=None) -> tuple[dict, dict]:
     """Score ``predict(image) -> depth`` (or ``predict_batch(batch) -> depth``, for models that
     need more than the image, e.g. stereo teachers) on every sample of ``dataset``.
 
-    In a multi-process run each rank scores every N-th batch; the per-image metrics of all
-    ranks are gathered in dataset order before averaging, so the summary is exactly the
-    single-process one (no padding, no mean of means)."""
+    Returns ``(summary, per_frame)``: the metrics averaged over images, and the per-image
+    values of the scored images, ``{"frames": [frame ids], "<metric>": [values aligned]}``
+    (frame ids ``<drive folder>/<frame>``, see :func:`frame_id`; images without valid GT are
+    skipped in both). In a multi-process run each rank scores every N-th batch; the per-image
+    metrics of all ranks are gathered in dataset order before averaging, so the summary is
+    exactly the single-process one (no padding, no mean of means)."""
     acc = MetricAccumulator()
     bs = int(ctx.cfg.evaluate.get("batch_size", 8))
     n = len(dataset)
     cb = progress_callback("eval") if ctx.progress and distributed.is_main_process() else None
-    per_batch: list[tuple[tuple[int, int], dict]] = []
+    per_batch: list[tuple[tuple[int, int], dict, list[str]]] = []
     for batch_no in distributed.shard(math.ceil(n / bs)):
         start = batch_no * bs
         idx = list(range(start, min(n, start + bs)))
         samples = [dataset[i] for i in idx]
+        ids = [frame_id(s.get("meta"), i) for s, i in zip(samples, idx)]
         batch = torch.utils.data.default_collate(samples)
         batch = {k: (v.to(ctx.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         if predict_batch is not None:
@@ -453,18 +468,33 @@ def evaluate_split(predict, dataset, protocol: Protocol, ctx: RunContext, predic
             depth = 1.0 / flip_post_process(1.0 / d, 1.0 / d_f)
         else:
             depth = predict(batch["image"])
-        pairs = _pairs_by_gt_size(depth.float().cpu(), [dataset.eval_gt(i) for i in idx])
-        for part, (pred, gt) in enumerate(pairs):
+        done = 0
+        for part, (pred, gt) in enumerate(_pairs_by_gt_size(depth.float().cpu(), [dataset.eval_gt(i) for i in idx])):
             metrics = compute_metrics(pred, gt, protocol)
             if ctx.extra_metrics:
                 metrics.update(_extra_metrics(ctx.extra_metrics, pred, gt, metrics, protocol))
-            per_batch.append(((start, part), metrics))
+            per_batch.append(((start, part), metrics, ids[done:done + pred.shape[0]]))
+            done += pred.shape[0]
         if cb:
             cb(idx[-1] + 1, n)
-    for metrics in distributed.gather_ordered(per_batch):
+    frames: list[str] = []
+    for metrics, ids in distributed.gather_ordered([(key, (m, i)) for key, m, i in per_batch]):
         acc.update(metrics)
+        valid = torch.as_tensor(metrics["valid_px"]).reshape(-1) > 0
+        frames += [f for f, ok in zip(ids, valid.tolist()) if ok]
     summary = acc.summary()
-    return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in summary.items()}
+    per_frame = {"frames": frames, **{k: [round(v, 6) if math.isfinite(v) else None for v in vals]
+                                       for k, vals in acc.per_image().items()}}
+    return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in summary.items()}, per_frame
+
+
+def frame_id(meta: dict | None, index: int) -> str:
+    """``<drive folder>/<frame:010d>`` from a sample's ``meta`` (``folder``, ``frame``), e.g.
+    ``2011_09_26/2011_09_26_drive_0040_sync/0000000012``; ``?/<index>`` when it has neither."""
+    meta = meta or {}
+    if "folder" in meta and "frame" in meta:
+        return f"{meta['folder']}/{int(meta['frame']):010d}"
+    return f"?/{index:010d}"
 
 
 def _pairs_by_gt_size(depth: torch.Tensor, gts: list[np.ndarray]):

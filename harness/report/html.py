@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from html import escape
 
-from harness.report.table import Table, best_rows, format_cell, mean_of
+from harness.report.table import Table, best_rows, mean_of, row_text
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em;color:#222;background:#fff}
@@ -24,7 +24,8 @@ th.asc::after{content:" \\25B2"} th.desc::after{content:" \\25BC"}
 tbody tr:last-child td{border-bottom:2px solid #222}
 tbody tr.ref td{color:#666;font-style:italic}
 tbody tr:nth-child(even){background:#f6f6f6}
-td.best{font-weight:700} td.missing{color:#aaa}
+td.best{font-weight:700} td.missing{color:#aaa} td.flag{background:#f8d0c8}
+h3{font-size:.95em;margin:1em 0 .3em;font-weight:600}
 """
 
 _JS = """
@@ -62,7 +63,10 @@ def to_html(tables: list[Table], title: str = "stereodistill leaderboard", meta:
         parts.append(f'<p class="meta">{escape(meta)}</p>')
     parts.append('<p class="meta">Click a column header to sort. Rows are seeds aggregated as mean ± std '
                  "(sample std); – marks a missing value (never averaged). Bold: best student value of "
-                 "the column. Results of different protocols are never in one table.</p>")
+                 "the column. Results of different protocols or training budgets are never in one table. "
+                 "Δ vs control: method minus its like-for-like control on the same test frames (seeds "
+                 "pooled), 95 % bootstrap CI over drives, paired Wilcoxon p over per-drive means. Per-drive "
+                 "tables: a red cell is more than 50 % off its drive's median row.</p>")
     for t in tables:
         parts.append(_table(t))
     parts += [f"<script>{_JS}</script>", "</body>", "</html>"]
@@ -77,13 +81,14 @@ def _table(t: Table) -> str:
         cells = []
         for c in t.columns:
             cell = row["cells"].get(c.key)
-            text = escape(format_cell(cell, c, "html"))
+            text = escape(row_text(row, c, "html"))
             if c.kind == "stat" and isinstance(cell, tuple) and cell[1] is not None:  # the std in small grey
                 mean_text, _, std_text = text.partition(" ± ")
                 text = f'{mean_text}<span class="sd"> ± {std_text}</span>'
             value = mean_of(cell)
             sort_key = str(cell) if c.kind == "text" and cell is not None else ("" if value is None else repr(value))
-            cls = " ".join(k for k, on in (("best", i in bold[c.key]), ("missing", cell is None)) if on)
+            cls = " ".join(k for k, on in (("best", i in bold[c.key]), ("missing", cell is None),
+                                           ("flag", c.key in row.get("flags", ()))) if on)
             cls_attr = f' class="{cls}"' if cls else ""
             cells.append(f'<td{cls_attr} data-v="{escape(sort_key)}">{text}</td>')
         row_cls = "" if row.get("role") == "student" else ' class="ref"'

@@ -1,8 +1,10 @@
 """Leaderboard tables built only from result files.
 
 Rows are (method, profile) pairs with their seeds aggregated as mean ± sample std and the seed
-count; tables are grouped by protocol id and results of different protocols are never ranked
-together. A missing value is shown as ``–`` and never averaged. Beside the metrics: the paper's
+count; tables are grouped by protocol id and training budget (:func:`harness.report.results.budget_of`)
+and results of different protocols or budgets are never ranked together. A row with fewer seeds
+than the best-covered row is marked and ranked after every row with more. Each method row
+shows ``Δ vs control`` (:mod:`harness.report.compare`). A missing value is shown as ``–`` and never averaged. Beside the metrics: the paper's
 reported number where its protocol id equals the table's (:mod:`harness.report.paper`) and cost
 columns (:mod:`harness.report.cost`) for every student and teacher row. Formats: github, latex
 (booktabs, best student value bold), csv (raw numbers, ``_std`` columns) and html
@@ -15,6 +17,8 @@ from collections import defaultdict
 from typing import Any, Callable
 
 from harness.errors import HarnessError
+from harness.report.compare import NO_PER_FRAME, delta_columns, fill_delta_cells, per_drive_table
+from harness.report.results import budget_of
 from harness.report.table import MISSING, Column, Table, to_csv, to_github, to_latex
 
 FORMATS = ("github", "latex", "csv", "html")
@@ -34,39 +38,67 @@ OPTIONAL_COST = frozenset({"gpu_ms", "gpu_peak_mb"})  # shown only when some row
 CostFn = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 
-def aggregate(results: list[dict[str, Any]], metric: str) -> dict[str, list[dict[str, Any]]]:
-    """Group by protocol id, then by (label, profile); each row holds per-metric seed values.
+def _row_key(r: dict[str, Any], role: str) -> tuple[str, str, Any]:
+    """(label, profile, identity) of the row a result's ``role`` joins. A frozen teacher from the
+    cache and the training-set mean depth map are one model per table (identity: the cache key,
+    the training data), whatever profile or seed scored them; an online teacher is trained by
+    each run, a row per (method, profile) with real seeds."""
+    profile = r.get("profile", "?")
+    if role == "student":
+        return r["method"], profile, None
+    if role == "teacher":
+        t = r.get("teacher") or {}
+        label = f"teacher:{t.get('type', '?')}"
+        if "cached" in t and t.get("mode") != "online":
+            return label, "", ("cached", t.get("key"))
+        return label, profile, None
+    fingerprint = ((r.get("datasets") or {}).get("train") or {}).get("fingerprint")
+    return (role, "", ("data", fingerprint)) if fingerprint else (role, profile, None)
 
-    Besides the student rows, the teacher and mean-depth predictors of every run appear as
-    reference rows (``<method>:teacher`` is merged into one ``teacher:<type>`` row).
-    """
-    groups: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
+
+def aggregate(results: list[dict[str, Any]], metric: str, metrics: list[str] | None = None) -> dict[tuple, list]:
+    """Group by (protocol id, training budget id), then by row; each row holds per-metric seed
+    values. Besides the student rows, the teacher and mean-depth predictors of every run appear
+    as reference rows (``<method>:teacher`` is merged into one ``teacher:<type>`` row)."""
+    groups: dict[tuple, dict[tuple, dict[str, Any]]] = defaultdict(dict)
     for r in results:
-        pid = r["protocol"].get("id", "?")
+        gid = (r["protocol"].get("id", "?"), budget_of(r)["id"])
         for role, values in r["metrics"].items():
             if not isinstance(values, dict):
                 continue
-            if role == "student":
-                label = r["method"]
-            elif role == "teacher":
-                label = f"teacher:{(r.get('teacher') or {}).get('type', '?')}"
-            else:
-                label = role
-            key = (label, r.get("profile", "?"))
-            row = groups[pid].setdefault(key, {"method": label, "profile": key[1], "seeds": {}, "results": {},
-                                                "role": role, "protocol": r["protocol"]})
+            label, profile, identity = _row_key(r, role)
+            key = (label, profile) if identity is None else (label, identity)
+            row = groups[gid].setdefault(key, {"method": label, "profile": profile, "seeds": {}, "results": {},
+                                               "role": role, "protocol": r["protocol"], "budget": budget_of(r),
+                                               "single": identity is not None, "profiles": set()})
+            row["profiles"].add(r.get("profile", "?"))
             # one value per seed: reference rows repeat across methods of the same seed
             row["seeds"].setdefault(r["seed"], values)
             row["results"].setdefault(r["seed"], r)
+    columns = set(metrics or COLUMNS) | {metric}
     out = {}
-    for pid, rows in groups.items():
+    for gid, rows in groups.items():
         table = []
         for row in rows.values():
-            stats = {col: _mean_std([v.get(col) for v in row["seeds"].values()]) for col in set(COLUMNS) | {metric}}
-            table.append(dict(row, stats=stats, n=len(row["seeds"])))
+            if row["single"]:  # one model: its (identical) value once, no seed spread
+                first = row["seeds"][min(row["seeds"])]
+                stats = {col: _mean_std([first.get(col)]) for col in columns}
+                n = None
+                if len(row["profiles"]) > 1 or not row["profile"]:
+                    row["profile"] = ", ".join(sorted(row["profiles"])) if len(row["profiles"]) <= 2 else \
+                        f"{len(row['profiles'])} profiles"
+            else:
+                stats = {col: _mean_std([v.get(col) for v in row["seeds"].values()]) for col in columns}
+                n = len(row["seeds"])
+            table.append(dict(row, stats=stats, n=n))
+        most = max((t["n"] or 0 for t in table if t["role"] == "student"), default=0)
+        for t in table:
+            t["unranked"] = t["role"] == "student" and (t["n"] or 0) < most
         lower = metric not in HIGHER_IS_BETTER
-        table.sort(key=lambda t: (t["role"] != "student", _sort_value(t["stats"].get(metric), lower), t["method"]))
-        out[pid] = table
+        # fewer seeds than the best-covered row: never ranked above a row with more
+        table.sort(key=lambda t: (t["role"] != "student", -(t["n"] or 0) if t["role"] == "student" else 0,
+                                  _sort_value(t["stats"].get(metric), lower), t["method"]))
+        out[gid] = table
     return out
 
 
@@ -76,10 +108,27 @@ def _sort_value(stat, lower: bool) -> float:
     return stat[0] if lower else -stat[0]
 
 
+def budget_text(budget: dict[str, Any]) -> str:
+    return (f"training budget {budget.get('id')}: {budget.get('epochs')} epochs x batch {budget.get('batch_size')} "
+            f"over {budget.get('train_frames')} training frames")
+
+
+def parse_metrics(text: str | None) -> list[str] | None:
+    """``--metrics a,b,...`` -> the metric columns in that order (None: the default columns)."""
+    if text is None:
+        return None
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise HarnessError(f"option --metrics: {text!r} names no metric (e.g. --metrics abs_rel,silog)")
+    return list(dict.fromkeys(names))
+
+
 def build_tables(results: list[dict[str, Any]], metric: str = "abs_rel", costs: CostFn | None = None,
-                 papers: dict[str, list[dict]] | None = None) -> list[Table]:
-    """One :class:`Table` per protocol id. ``costs(result)`` gives ``{"student": {...},
-    "teacher": {...}}`` (no cost columns when None); ``papers`` maps method -> paper entries."""
+                 papers: dict[str, list[dict]] | None = None, metrics: list[str] | None = None) -> list[Table]:
+    """One :class:`Table` per (protocol id, training budget). ``metric`` ranks the rows;
+    ``metrics`` are the metric columns (default :data:`COLUMNS`, the ranking metric first when
+    it is not one of them). ``costs(result)`` gives ``{"student": {...}, "teacher": {...}}`` (no
+    cost columns when None); ``papers`` maps method -> paper entries."""
     from harness.report.paper import reported_for
 
     if not results:
@@ -87,30 +136,46 @@ def build_tables(results: list[dict[str, Any]], metric: str = "abs_rel", costs: 
     known = {k for r in results for v in r["metrics"].values() if isinstance(v, dict) for k in v}
     if metric not in known:
         raise HarnessError(f"option --metric: {metric!r} is not in the results (known: {', '.join(sorted(known))})")
-    metrics = list(COLUMNS) if metric in COLUMNS else [metric, *COLUMNS]
+    unknown = [m for m in metrics or () if m not in known]
+    if unknown:
+        raise HarnessError(f"option --metrics: {', '.join(map(repr, unknown))} not in the results "
+                           f"(known: {', '.join(sorted(known))})")
+    base = list(metrics) if metrics else list(COLUMNS)
+    shown = base if metric in base else [metric, *base]
     tables = []
-    for pid, rows in aggregate(results, metric).items():
+    for (pid, bid), rows in aggregate(results, metric, shown).items():
         reported = {t["method"]: reported_for(papers or {}, t["method"], pid) for t in rows if t["role"] == "student"}
-        paper_cols = [c for c in metrics if c == metric or any(c in rep for rep in reported.values())]
+        paper_cols = [c for c in shown if c == metric or any(c in rep for rep in reported.values())]
         columns = [Column("method", "method", "text"), Column("profile", "profile", "text"),
                    Column("seeds", "seeds", "int")]
-        columns += [Column(c, c, "stat", "higher" if c in HIGHER_IS_BETTER else "lower") for c in metrics]
+        columns += [Column(c, c, "stat", "higher" if c in HIGHER_IS_BETTER else "lower") for c in shown]
+        columns += delta_columns(metric)
         columns += [Column(f"paper_{c}", f"{c} (paper)", "float") for c in paper_cols]
         for t in rows:
             t["cells"] = {"method": t["method"], "profile": t["profile"], "seeds": t["n"],
-                          **{c: t["stats"].get(c) for c in metrics},
+                          **{c: t["stats"].get(c) for c in shown},
                           **{f"paper_{c}": reported.get(t["method"], {}).get(c) for c in paper_cols}}
+            if t["unranked"]:
+                t["flags"] = {"seeds"}
+        fill_delta_cells(rows, metric)
         if costs is not None:
             columns += _cost_columns(rows, costs)
         proto = rows[0]["protocol"]
         title = (f"protocol {pid}: {proto.get('dataset')}/{proto.get('split')}, GT {proto.get('gt_source')}, "
                  f"crop={proto.get('crop')}, depth {proto.get('min_depth')}-{proto.get('max_depth')} m, "
-                 f"scale={proto.get('scale')}, flip_pp={proto.get('flip_pp')}, input {proto.get('resolution')}")
-        notes = [f"ranked by {metric}; mean ± std over seeds; {MISSING} = missing, never averaged"]
+                 f"scale={proto.get('scale')}, flip_pp={proto.get('flip_pp')}, input {proto.get('resolution')}; "
+                 f"{budget_text(rows[0]['budget'])}")
+        notes = [f"ranked by {metric}; mean ± std over seeds; {MISSING} = missing, never averaged; reference "
+                 "rows (a cached teacher, the mean depth map) are one model each, scored once"]
+        if any(t["unranked"] for t in rows):
+            notes.append("seeds* = fewer seeds than the best-covered row: ranked after every row with more, never bold")
+        notes.append(f"Δ vs control: {metric} of the row minus its like-for-like control's on the same test "
+                     "frames (seeds pooled), 95 % bootstrap CI over drives, paired Wilcoxon p over per-drive "
+                     f"means; '{NO_PER_FRAME}': results written before per-frame metrics were recorded")
         if costs is not None:
             notes.append("cost at batch 1 and the input resolution: FLOPs of one forward pass, median latency, "
                          "peak tensor memory; T/S = teacher FLOPs / student FLOPs of the run's config")
-        tables.append(Table(key=pid, title=title, columns=columns, rows=rows, notes=notes))
+        tables.append(Table(key=pid, title=title, columns=columns, rows=rows, notes=notes, budget=bid))
     return tables
 
 
@@ -128,23 +193,28 @@ def _cost_columns(rows: list[dict[str, Any]], costs: CostFn) -> list[Column]:
         if t["role"] == "student" and teacher.get("flops") and own.get("flops"):
             ratio = teacher["flops"] / own["flops"]
         t["cells"]["ts_flops"] = ratio
-    columns = [Column(key, header, kind, "lower", digits) for key, header, kind, digits, _, _ in COST_COLUMNS
+    columns = [Column(key, header, kind, None, digits) for key, header, kind, digits, _, _ in COST_COLUMNS
                if key not in OPTIONAL_COST or any(t["cells"][key] is not None for t in rows)]
     return [*columns, Column("ts_flops", "T/S FLOPs", "ratio", None, 1)]
 
 
 def render(results: list[dict[str, Any]], fmt: str = "github", metric: str = "abs_rel",
-           costs: CostFn | None = None, papers: dict[str, list[dict]] | None = None) -> str:
+           costs: CostFn | None = None, papers: dict[str, list[dict]] | None = None,
+           metrics: list[str] | None = None, per_drive: bool = False) -> str:
+    """The leaderboard as text. ``per_drive`` adds, after each table, the per-drive values of
+    ``metric`` (the HTML page always has them)."""
     if fmt not in FORMATS:
         raise HarnessError(f"option --format: {fmt!r} is not one of {', '.join(FORMATS)}")
-    tables = build_tables(results, metric, costs, papers)
+    tables = build_tables(results, metric, costs, papers, metrics)
+    if per_drive or fmt == "html":
+        tables = [x for t in tables for x in (t, per_drive_table(t, metric)) if x is not None]
     if fmt == "csv":
         return to_csv(tables)
     if fmt == "html":
         from harness.report.html import to_html
 
         return to_html(tables, meta=f"Built by `harness leaderboard` from {len(results)} result files; "
-                                    f"{len(tables)} protocol group(s).")
+                                    f"{len(tables)} table(s).")
     write = to_github if fmt == "github" else to_latex
     return "\n\n".join(write(t) for t in tables) + "\n"
 

@@ -168,6 +168,27 @@ def load_results(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
+def training_budget(config: dict[str, Any], train_frames: int | None) -> dict[str, Any]:
+    """The student's training budget: epochs and batch size of the schedule and the training
+    frames; ``id`` hashes them. Results of different budgets are never ranked together."""
+    import hashlib
+
+    sched = config.get("schedule") or {}
+    budget = {"epochs": sched.get("epochs"), "batch_size": sched.get("batch_size"), "train_frames": train_frames}
+    budget["id"] = hashlib.sha256(json.dumps(budget, sort_keys=True).encode()).hexdigest()[:8]
+    return budget
+
+
+def budget_of(result: dict[str, Any]) -> dict[str, Any]:
+    """A result's recorded ``budget``, or (files written before it existed) the same record
+    derived from its resolved config and training split."""
+    recorded = result.get("budget")
+    if isinstance(recorded, dict) and "id" in recorded:
+        return recorded
+    frames = ((result.get("datasets") or {}).get("train") or {}).get("frames")
+    return training_budget(result.get("config") or {}, frames)
+
+
 def package_versions() -> dict[str, str]:
     import mmengine
     import numpy

@@ -1,7 +1,9 @@
 """A leaderboard table as data (columns with a direction, rows of cells) and its text formats.
 
 A cell is ``None`` (missing: shown as ``–``, never averaged), a ``(mean, std | None)`` pair
-(``std`` is None for a single seed), a number, or text. The HTML page is in
+(``std`` is None for a single seed), a ``(delta, low, high)`` triple (kind ``delta``: a
+difference with its confidence interval), a number, or text (a marker such as "no per-frame
+data" in any column). The HTML page is in
 :mod:`harness.report.html`.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ MISSING = "–"
 class Column:
     key: str
     header: str
-    kind: str = "stat"  # stat (mean ± std) | int | count (1.23M) | float | ratio (2.5×) | text
+    kind: str = "stat"  # stat (mean ± std) | int | count (1.23M) | float | ratio (2.5×) | delta | text
     better: str | None = None  # "lower" | "higher" | None (not ranked, never bold)
     digits: int = 3
 
@@ -31,8 +33,11 @@ class Table:
     key: str  # protocol id (plus spec id for robustness tables)
     title: str
     columns: list[Column]
-    rows: list[dict[str, Any]]  # {"cells": {column key: cell}, "role": "student" | "teacher" | ...}
+    # {"cells": {column key: cell}, "role": "student" | "teacher" | ..., optional "flags": {column
+    # keys shown with a trailing "*"} and "unranked": True (never bold)}
+    rows: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    budget: str = ""  # the training budget's id (tables of one protocol split by budget)
 
 
 def mean_of(cell) -> float | None:
@@ -47,8 +52,11 @@ def format_cell(cell, col: Column, fmt: str) -> str:
     """``fmt``: ``github`` | ``latex`` | ``html`` (CSV writes raw numbers, see :func:`to_csv`)."""
     if cell is None:
         return MISSING
-    if col.kind == "text":
+    if col.kind == "text" or isinstance(cell, str):
         return str(cell)
+    if col.kind == "delta":
+        delta, lo, hi = cell
+        return f"{delta:+.{col.digits}f} [{lo:+.{col.digits}f}, {hi:+.{col.digits}f}]"
     if col.kind == "int":
         return str(int(cell))
     if col.kind == "stat":
@@ -75,14 +83,20 @@ def format_count(n: float) -> str:
     return f"{n:.0f}"
 
 
+def row_text(row: dict[str, Any], col: Column, fmt: str) -> str:
+    """A cell as text, with ``*`` when the row flags the column."""
+    text = format_cell(row["cells"].get(col.key), col, fmt)
+    return text + "*" if col.key in row.get("flags", ()) else text
+
+
 def best_rows(table: Table, col: Column) -> set[int]:
-    """Indices of the student rows holding the best value of ``col`` as displayed (ties all win,
-    unless every row ties)."""
+    """Indices of the ranked student rows holding the best value of ``col`` as displayed (ties
+    all win, unless every row ties)."""
     if col.better is None:
         return set()
     shown = {}
     for i, row in enumerate(table.rows):
-        if row.get("role") != "student" or mean_of(row["cells"].get(col.key)) is None:
+        if row.get("role") != "student" or row.get("unranked") or mean_of(row["cells"].get(col.key)) is None:
             continue
         shown[i] = round(mean_of(row["cells"][col.key]), col.digits)  # compare what is displayed
     if len(set(shown.values())) < 2:
@@ -93,7 +107,7 @@ def best_rows(table: Table, col: Column) -> set[int]:
 
 def to_github(table: Table) -> str:
     header = [c.header for c in table.columns]
-    rows = [[format_cell(r["cells"].get(c.key), c, "github") for c in table.columns] for r in table.rows]
+    rows = [[row_text(r, c, "github") for c in table.columns] for r in table.rows]
     body = tabulate(rows, headers=header, tablefmt="github", disable_numparse=True)
     notes = "".join(f"\n\n{n}" for n in table.notes)
     return f"**{table.title}**\n\n{body}{notes}"
@@ -116,7 +130,7 @@ def to_latex(table: Table) -> str:
     for i, row in enumerate(table.rows):
         cells = []
         for c in cols:
-            text = format_cell(row["cells"].get(c.key), c, "latex")
+            text = row_text(row, c, "latex")
             text = latex_escape(text) if c.kind == "text" else text.replace("–", "--").replace("%", "\\%")
             cells.append(f"\\textbf{{{text}}}" if i in bold[c.key] else text)
         lines.append(" & ".join(cells) + " \\\\")
@@ -129,6 +143,8 @@ def csv_header(table: Table) -> list[str]:
     out = []
     for c in table.columns:
         out.append(c.key)
+        if c.kind == "delta":
+            out += [f"{c.key}_low", f"{c.key}_high"]
         if c.kind == "stat" and any(isinstance(r["cells"].get(c.key), tuple) for r in table.rows):
             out.append(f"{c.key}_std")
     return out
@@ -141,7 +157,10 @@ def to_csv_rows(table: Table, header: list[str]) -> list[list[str]]:
         values: dict[str, Any] = {}
         for c in table.columns:
             cell = r["cells"].get(c.key)
-            if isinstance(cell, tuple):
+            if isinstance(cell, tuple) and c.kind == "delta":
+                values[c.key] = _number(cell[0])
+                values[f"{c.key}_low"], values[f"{c.key}_high"] = _number(cell[1]), _number(cell[2])
+            elif isinstance(cell, tuple):
                 values[c.key] = _number(cell[0])
                 values[f"{c.key}_std"] = "" if cell[1] is None else _number(cell[1])
             elif isinstance(cell, (int, float)):
@@ -165,9 +184,10 @@ def to_csv(tables: list[Table], lead: tuple[str, ...] = ("protocol",)) -> str:
         header += [h for h in csv_header(t) if h not in header]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([*lead, *header])
+    budget = any(t.budget for t in tables)
+    w.writerow([*lead, *header, *(["budget"] if budget else [])])
     for t in tables:
         keys = t.key.split("/")
         for row in to_csv_rows(t, header):
-            w.writerow([*keys[: len(lead)], *row])
+            w.writerow([*keys[: len(lead)], *row, *([t.budget] if budget else [])])
     return buf.getvalue()

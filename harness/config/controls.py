@@ -1,0 +1,121 @@
+"""Like-for-like controls: which run a method is compared with.
+
+A method declares its control when it registers (``register(..., control=SPEC)``). ``SPEC`` is
+
+- ``"<method>:<profile>"``: another method under a profile, e.g. ``"baseline:{profile}_stereo"``
+  (the stereo-supervised baseline) or ``"baseline:{profile}"`` (the GT baseline of the same
+  profile);
+- ``"self:<profile>"``: the method itself under a profile with every distillation term off,
+  e.g. ``"self:{profile}_control"``;
+- ``"self:KEY=VALUE KEY=VALUE ..."``: the method itself with these ``--cfg-options``, recorded
+  as profile ``<profile>_control``.
+
+``{profile}`` is replaced by the profile of the method's run, so a control follows the method
+from one benchmark profile (training budget) to another. A profile name is found as
+``<name>.py`` beside the control method's registered config (its plugin's ``configs/``), then
+among the bundled profiles (``harness/config/configs``); ``quick`` is the ``--quick`` profile.
+Every result records ``control: {"method", "profile"}`` (None for a method without a control
+and for a run that is itself a ``self`` control); :func:`control_runs` lists the runs to
+execute for a method and profile (``harness matrix`` runs them with the method's seeds).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+SELF = "self"
+QUICK = "quick"
+_SPEC_RE = re.compile(r"^(?P<method>[a-z][a-z0-9_\-]*):(?P<target>\S.*)$")
+
+
+@dataclass(frozen=True)
+class ControlRun:
+    """One control run: ``harness run`` with :meth:`argv` (add seeds, work dir, results)."""
+
+    method: str
+    profile: str  # the profile its result files record
+    config: str | None = None  # the --config file (None: the default profile or --quick)
+    quick: bool = False
+    cfg_options: tuple[str, ...] = ()
+
+    def argv(self) -> list[str]:
+        out = ["--method", self.method]
+        if self.config:
+            out += ["--config", self.config]
+        if self.quick:
+            out.append("--quick")
+        if self.cfg_options:
+            out += ["--cfg-options", *self.cfg_options]
+        return out
+
+
+def parse_spec(spec: object, owner: str) -> tuple[str, str]:
+    """``(method, target)`` of a control spec, or a :class:`HarnessError` naming ``owner``."""
+    m = _SPEC_RE.match(spec) if isinstance(spec, str) else None
+    if m is None:
+        raise HarnessError(f"{owner}: control {spec!r} is not '<method>:<profile>', 'self:<profile>' "
+                           "or 'self:KEY=VALUE ...'")
+    return m["method"], m["target"].strip()
+
+
+def _is_options(target: str) -> bool:
+    return "=" in target
+
+
+def _profile_name(target: str, profile: str) -> str:
+    return f"{profile}_control" if _is_options(target) else target.replace("{profile}", profile)
+
+
+def _is_control_profile(target: str, profile: str) -> bool:
+    """Whether ``profile`` is what the ``self`` control ``target`` names for some profile."""
+    template = "{profile}_control" if _is_options(target) else target
+    pattern = re.escape(template).replace(re.escape("{profile}"), ".+")
+    return template == profile or ("{profile}" in template and re.fullmatch(pattern, profile) is not None)
+
+
+def declared_control(catalog, method: str, profile: str) -> dict[str, str] | None:
+    """The ``control`` record of a result of ``method`` under ``profile``: ``{"method",
+    "profile"}``, or None (no control declared, or this run is the method's own control)."""
+    spec = catalog.get("methods", method).extra.get("control")
+    if spec is None:
+        return None
+    kind, target = parse_spec(spec, f"method {method!r}")
+    if kind == SELF:
+        if _is_control_profile(target, profile):
+            return None
+        return {"method": method, "profile": _profile_name(target, profile)}
+    return {"method": kind, "profile": _profile_name(target, profile)}
+
+
+def control_runs(method: str, profile: str, catalog) -> list[ControlRun]:
+    """The control run(s) to execute for ``method`` under ``profile`` (none without a declared
+    control). ``catalog``: the plugin catalog, e.g. ``PluginHost().catalog``."""
+    record = declared_control(catalog, method, profile)
+    if record is None:
+        return []
+    _, target = parse_spec(catalog.get("methods", method).extra["control"], f"method {method!r}")
+    control = record["method"]
+    catalog.get("methods", control)  # an unknown control method is one clear error
+    if _is_options(target) and control == method:
+        base = None if profile == QUICK else _profile_file(catalog, method, profile)
+        return [ControlRun(method, record["profile"], base, profile == QUICK,
+                           (*target.split(), f"profile={record['profile']}"))]
+    if record["profile"] == QUICK:
+        return [ControlRun(control, QUICK, quick=True)]
+    return [ControlRun(control, record["profile"], _profile_file(catalog, control, record["profile"]))]
+
+
+def _profile_file(catalog, method: str, profile: str) -> str | None:
+    """The config file of ``profile`` for ``method``: beside its registered config, else bundled."""
+    from harness.config.loader import CONFIG_DIR  # mmengine: only when a control is resolved
+
+    own = catalog.get("methods", method).extra.get("config")
+    candidates = ([Path(own).parent / f"{profile}.py"] if own else []) + [CONFIG_DIR / f"{profile}.py"]
+    for path in candidates:
+        if path.is_file():
+            return None if path == CONFIG_DIR / "synth_benchmark.py" else str(path)
+    raise HarnessError(f"control of method {method!r}: no profile {profile!r} (looked for "
+                       f"{', '.join(str(p) for p in candidates)})")
