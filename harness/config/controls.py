@@ -37,9 +37,17 @@ class ControlRun:
 
     method: str
     profile: str  # the profile its result files record
-    config: str | None = None  # the --config file (None: the default profile or --quick)
+    config: str | None = None  # --config: a bundled profile name or plugins/<plugin>/configs/<file>
+    # (None: the default profile, or --quick)
     quick: bool = False
     cfg_options: tuple[str, ...] = ()
+
+    def matrix_run(self) -> dict:
+        """As a ``harness matrix`` ``runs`` entry (named ``<method>-<profile>``)."""
+        run = {"name": f"{self.method}-{self.profile}", "method": self.method, "config": self.config}
+        if self.cfg_options:
+            run["cfg_options"] = list(self.cfg_options)
+        return run
 
     def argv(self) -> list[str]:
         out = ["--method", self.method]
@@ -90,9 +98,19 @@ def declared_control(catalog, method: str, profile: str) -> dict[str, str] | Non
     return {"method": kind, "profile": _profile_name(target, profile)}
 
 
-def control_runs(method: str, profile: str, catalog) -> list[ControlRun]:
-    """The control run(s) to execute for ``method`` under ``profile`` (none without a declared
-    control). ``catalog``: the plugin catalog, e.g. ``PluginHost().catalog``."""
+def profile_name(config: str | None) -> str:
+    """The profile a run records for ``--config`` (a bundled profile name or a file; None: the
+    default profile)."""
+    if config in (None, "", "None"):
+        return "synth_benchmark"
+    return Path(config).stem if str(config).endswith(".py") else str(config)
+
+
+def control_runs(catalog, method: str, profile: str | None) -> list[ControlRun]:
+    """The control run(s) to execute for ``method`` under ``profile`` (a profile name or the
+    run's ``--config`` file; none without a declared control). ``catalog``: the plugin catalog,
+    e.g. ``PluginHost().catalog``. Run each with the method's seeds."""
+    profile = profile_name(profile)
     record = declared_control(catalog, method, profile)
     if record is None:
         return []
@@ -109,13 +127,22 @@ def control_runs(method: str, profile: str, catalog) -> list[ControlRun]:
 
 
 def _profile_file(catalog, method: str, profile: str) -> str | None:
-    """The config file of ``profile`` for ``method``: beside its registered config, else bundled."""
-    from harness.config.loader import CONFIG_DIR  # mmengine: only when a control is resolved
+    """``--config`` of ``profile`` for ``method``: a ``<name>.py`` beside its registered config
+    (as ``plugins/<plugin>/configs/<name>.py`` for the built-in plugins, as in matrix configs),
+    else a bundled profile by name (None: the default profile)."""
+    from harness.config.loader import CONFIG_DIR, DEFAULT_CONFIG  # mmengine: only when a control is resolved
 
     own = catalog.get("methods", method).extra.get("config")
-    candidates = ([Path(own).parent / f"{profile}.py"] if own else []) + [CONFIG_DIR / f"{profile}.py"]
-    for path in candidates:
-        if path.is_file():
-            return None if path == CONFIG_DIR / "synth_benchmark.py" else str(path)
+    beside = Path(own).parent / f"{profile}.py" if own else None
+    if beside is not None and beside.is_file():
+        import stereodistill_plugins
+
+        plugins_root = Path(stereodistill_plugins.__file__).resolve().parent
+        try:
+            return str(Path("plugins") / beside.resolve().relative_to(plugins_root))
+        except ValueError:  # a third-party plugin: its own path
+            return str(beside)
+    if (CONFIG_DIR / f"{profile}.py").is_file():
+        return None if profile == DEFAULT_CONFIG.stem else profile
     raise HarnessError(f"control of method {method!r}: no profile {profile!r} (looked for "
-                       f"{', '.join(str(p) for p in candidates)})")
+                       f"{beside or '-'} and the bundled profile {CONFIG_DIR / f'{profile}.py'})")

@@ -167,8 +167,13 @@ class Strategy(nn.Module):
         """
         return student.predict(image)
 
+    def teacher_outputs(self, teacher: nn.Module, student: nn.Module, batch: dict[str, Any]) -> DepthOutput:
+        """The teacher's output as scored in the result (every scale of an online teacher after
+        each stage, scale 0 in its reference row). Default ``teacher(batch)``; an online teacher
+        conditioned on the student (RSD) overrides this to pass the student's output."""
+        return teacher(batch)
+
     def teacher_predict(self, teacher: nn.Module, student: nn.Module, batch: dict[str, Any]) -> Tensor:
         """Teacher depth for its reference row in the result (the teacher is scored on the same
-        protocol as the student). Default ``teacher(batch).depth[0]``; an online teacher that is
-        conditioned on the student (RSD) overrides this to pass the student's output."""
-        return teacher(batch).depth[0]
+        protocol as the student): scale 0 of :meth:`teacher_outputs`."""
+        return self.teacher_outputs(teacher, student, batch).depth[0]

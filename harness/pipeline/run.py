@@ -280,7 +280,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     if distributed.is_main_process():
         write_run_record(work_dir, cfg, method=method, student=student_name, stages=strategy.stages())
     schedule = section(cfg, "schedule")
-    stage_results: dict[str, Any] = {"losses": {}, "val": {}, "stages": {}}
+    stage_results: dict[str, Any] = {"losses": {}, "val": {}, "stages": {}, "teacher_stages": {}}
     t = time.time()
     val_protocol = ctx.protocol(val_set, strategy.eval_scale_policy, strategy.eval_stereo_factor)
     stages = strategy.stages()
@@ -311,6 +311,8 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         stage_results["val"][stage.name] = _val_metrics(runner)
         strategy.on_stage_end(stage, student, teacher, lambda predict_batch: evaluate_split(
             None, val_set, val_protocol, ctx, predict_batch=predict_batch))
+        if teacher is not None and strategy.teacher_mode == "online" and cfg.evaluate.get("teacher", True):
+            stage_results["teacher_stages"][stage.name] = score_online_teacher(ctx, strategy, student, teacher)
     ctx.timings["train_s"] = time.time() - t
 
     t = time.time()
@@ -370,6 +372,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         "losses": stage_results["losses"],
         "val": stage_results["val"],
         "stages": stage_results["stages"],
+        **({"teacher_stages": stage_results["teacher_stages"]} if stage_results["teacher_stages"] else {}),
         "control": declared_control(ctx.catalog, method, cfg.profile),
         "budget": results.training_budget(cfg.to_dict(), len(train_set)),
         "teacher": None if teacher_name is None else dict(
@@ -429,6 +432,30 @@ def _output_kinds(teacher) -> set[str]:
 def _dataset_record(ctx: RunContext, ds) -> dict[str, Any]:
     return {"name": ctx.data_cfg["dataset"], "split": ds.split, "split_hash": ds.split_hash,
             "frames": len(ds), "root": str(ctx.data_root), "fingerprint": ds.fingerprint}
+
+
+def score_online_teacher(ctx: RunContext, strategy, student, teacher) -> dict[str, dict]:
+    """An online teacher after a stage, on the test split like the frozen teachers' reference
+    row: ``{"<scale>": summary}`` for every depth scale it outputs (low scales upsampled to GT)."""
+    eval_need = frozenset({"image", "depth_gt", "depth_gt_mask", "meta"}) | set(teacher.input_keys)
+    test = ctx.build_dataset("test", eval_need)
+    protocol = ctx.protocol(test, "none")
+    was = student.training, teacher.training
+    student.to(ctx.device).eval()
+    teacher.to(ctx.device).eval()
+    try:
+        with torch.no_grad():
+            scales = sorted(strategy.teacher_outputs(teacher, student, _first_batch(test, ctx.device)).depth)
+        return {str(i): evaluate_split(None, test, protocol, ctx, predict_batch=lambda b, i=i: strategy.teacher_outputs(
+            teacher, student, b).depth[i]) for i in scales}
+    finally:
+        student.train(was[0])
+        teacher.train(was[1])
+
+
+def _first_batch(dataset, device: str) -> dict[str, Any]:
+    batch = torch.utils.data.default_collate([dataset[0]])
+    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
 def evaluate_split(predict, dataset, protocol: Protocol, ctx: RunContext, predict_batch=None) -> dict[str, Any]:

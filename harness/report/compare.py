@@ -88,7 +88,7 @@ def short_drive(drive: str) -> str:
 
 def per_drive_table(table: Table, metric: str) -> Table | None:
     """One row per leaderboard row with per-frame data: the mean of ``metric`` on each test drive
-    (seeds pooled); cells more than 50 % off the drive's median row are flagged (``row["flags"]``), so an
+    (seeds pooled); a drive more than 50 % off the row's median drive is flagged (``row["flags"]``), so an
     outlier drive shows at a glance. None when no row has per-frame data."""
     rows, drives = [], set()
     for t in table.rows:
@@ -102,15 +102,12 @@ def per_drive_table(table: Table, metric: str) -> Table | None:
     if not rows:
         return None
     order = sorted(drives)
-    for d in order:
-        values = sorted(r["cells"][f"d:{d}"] for r in rows if f"d:{d}" in r["cells"])
-        median = values[len(values) // 2]
-        for r in rows:
-            v = r["cells"].get(f"d:{d}")
-            if v is not None and abs(v - median) > 0.5 * abs(median):
-                r.setdefault("flags", set()).add(f"d:{d}")
+    for r in rows:
+        values = sorted(v for k, v in r["cells"].items() if k.startswith("d:"))
+        median = values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+        r["flags"] = {k for k, v in r["cells"].items() if k.startswith("d:") and abs(v - median) > 0.5 * abs(median)}
     columns = [Column("method", "method", "text"), Column("profile", "profile", "text"),
                *(Column(f"d:{d}", short_drive(d), "float", None) for d in order)]
-    notes = [f"per-drive mean {metric} on the test split (seeds pooled); * = more than 50 % off the drive's median row"]
+    notes = [f"per-drive mean {metric} on the test split (seeds pooled); * = more than 50 % off the row's median drive"]
     return Table(key=table.key, title=f"per drive: {table.title}", columns=columns, rows=rows, notes=notes,
                  budget=table.budget)

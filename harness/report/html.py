@@ -66,7 +66,7 @@ def to_html(tables: list[Table], title: str = "stereodistill leaderboard", meta:
                  "the column. Results of different protocols or training budgets are never in one table. "
                  "Δ vs control: method minus its like-for-like control on the same test frames (seeds "
                  "pooled), 95 % bootstrap CI over drives, paired Wilcoxon p over per-drive means. Per-drive "
-                 "tables: a red cell is more than 50 % off its drive's median row.</p>")
+                 "tables: a red cell is a drive more than 50 % off the row's median drive.</p>")
     for t in tables:
         parts.append(_table(t))
     parts += [f"<script>{_JS}</script>", "</body>", "</html>"]

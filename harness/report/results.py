@@ -1,6 +1,7 @@
 """Result files: schema, atomic writing and loading.
 
-A result is one JSON file per run (``schema_version`` 1)::
+A result is one JSON file per run (``schema_version`` 1; ``per_frame``, ``control``, ``budget``,
+``stages`` and ``teacher_stages`` are described in docs/results.md; files without them load)::
 
     {
       "schema_version": 1,
@@ -9,6 +10,10 @@ A result is one JSON file per run (``schema_version`` 1)::
       "datasets": {"train": {...}, "test": {...}},   # name, split, split_hash, frames, root fingerprint
       "protocol": {... Protocol.to_dict() ..., "id": "<protocol_id>"},
       "metrics": {"student": {...}, "teacher": {...}, "mean_depth": {...}},   # summaries
+      "per_frame": {"test": {"frames": ["<drive folder>/<frame>", ...], "<metric>": [...]},   # student
+                    "teacher": {"test": {...}}, "mean_depth": {"test": {...}}},
+      "control": {"method": ..., "profile": ...} | null,     # harness/config/controls.py
+      "budget": {"epochs": .., "batch_size": .., "train_frames": .., "id": ..},
       "losses": {"<stage>": {"<term>": final-epoch mean, "loss": ...}},
       "val": {"<stage>": {"abs_rel": ..., ...},   # last validation the runner logged per stage
               "final": {...}},                     # the final student on the val split
@@ -16,6 +21,7 @@ A result is one JSON file per run (``schema_version`` 1)::
           "optimizer": {"type": "AdamW", "lr": ..., ...}, "param_scheduler": [...],   # as built
           "reset_schedule": bool, "continues": "<previous stage>" | null,
           "epochs": n, "schedule_epochs": [start, end, chain length], "epoch_lr": [...]}},
+      "teacher_stages": {"<stage>": {"<scale>": {...}}},   # online teachers only, test split
       "teacher": {"type": ..., "cache_key": ..., "cached": bool, "train_seconds": ...} | null,
       "config": {... the fully resolved config ...},
       "versions": {"stereodistill": ..., "torch": ..., "mmengine": ..., "numpy": ..., "python": ...},
@@ -65,6 +71,7 @@ disk leaves the previous file intact and no temp file behind; concurrent writers
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -171,8 +178,6 @@ def load_results(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
 def training_budget(config: dict[str, Any], train_frames: int | None) -> dict[str, Any]:
     """The student's training budget: epochs and batch size of the schedule and the training
     frames; ``id`` hashes them. Results of different budgets are never ranked together."""
-    import hashlib
-
     sched = config.get("schedule") or {}
     budget = {"epochs": sched.get("epochs"), "batch_size": sched.get("batch_size"), "train_frames": train_frames}
     budget["id"] = hashlib.sha256(json.dumps(budget, sort_keys=True).encode()).hexdigest()[:8]

@@ -24,6 +24,7 @@ def harness_register_methods(register):
                     "frozen stereo teacher, guided by a learned uncertainty (Wu et al. 2023)",
         config=str(CONFIG),
         paper=str(PAPER),
+        control="baseline:{profile}",  # the GT-supervised baseline of the same profile
     )
 
 

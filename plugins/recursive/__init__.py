@@ -24,6 +24,7 @@ def harness_register_methods(register):
         description="Recursive Stereo Distillation (RSD): online recursive Stereo-Net teaches an ASPP Mono-Net",
         config=str(HERE / "configs" / "recursive_rsd_synth.py"),
         paper=str(HERE / "paper.json"),
+        control="self:{profile}_control",  # rsd_mono alone, mono terms only (configs/)
     )
 
 

@@ -247,14 +247,14 @@ class RecursiveStrategy(Strategy):
         return student.disp_to_depth(self.predict_disp(student, image))
 
     @torch.no_grad()
-    def teacher_predict(self, teacher: nn.Module, student: nn.Module, batch: dict[str, Any]) -> Tensor:
-        """The Stereo-Net's own depth, run as in training: conditioned on the Mono-Net's output."""
+    def teacher_outputs(self, teacher: nn.Module, student: nn.Module, batch: dict[str, Any]) -> DepthOutput:
+        """The Stereo-Net's own output, run as in training: conditioned on the Mono-Net's output."""
         s_was, t_was = student.training, teacher.training
         student.eval()
         teacher.eval()
         try:
             s_out = student(batch["image"])
-            return teacher({"image": batch["image"], "image_right": batch["image_right"]}, s_out).depth[0]
+            return teacher({"image": batch["image"], "image_right": batch["image_right"]}, s_out)
         finally:
             student.train(s_was)
             teacher.train(t_was)

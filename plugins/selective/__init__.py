@@ -28,6 +28,7 @@ def harness_register_methods(register):
                     "mask-conditioned decoder, proxy loss inside the mask, TS feature hints",
         config=str(HERE / "configs" / "selective_resnet18_synth.py"),
         paper=str(HERE / "paper.json"),
+        control="baseline:{profile}_stereo",  # stereo-supervised baseline: same start and units
     )
 
 

@@ -25,6 +25,7 @@ def harness_register_methods(register):
                     "semantic teacher via learnable isomorphic graphs",
         config=str(CONFIG),
         paper=str(HERE / "paper.json"),
+        control="self:{profile}_control",  # dsc = ltd = graph = 0, same sources and scales (configs/)
     )
 
 

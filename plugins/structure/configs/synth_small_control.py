@@ -1,0 +1,7 @@
+# Profile `synth_small_control` (`--config` this file; declared as structure's control, run it
+# with `--method structure`): the like-for-like control of `structure` on `synth_small`. The same
+# student, sources (video frames and the right view), scales, augmentation and schedule as the
+# method; the structure-consistency and semantic-distillation terms are off
+# (dsc = ltd = graph = 0), so only the photometric and smoothness terms train the student.
+schedule = dict(epochs=6, val_interval=3)  # = harness/config/configs/synth_small.py
+method = dict(loss_weights=dict(dsc=0.0, ltd=0.0, graph=0.0))
