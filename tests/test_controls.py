@@ -17,6 +17,7 @@ def test_builtin_methods_declare_their_controls(catalog):
     assert declared_control(catalog, "baseline", "synth_small") is None
     assert declared_control(catalog, "adu", "synth_small") == {"method": "baseline", "profile": "synth_small"}
     assert declared_control(catalog, "selective", "synth_small") == {"method": "baseline", "profile": "synth_small_stereo"}
+    assert control_runs(catalog, "ssmde", "synth_small")[0].config == "plugins/baseline/configs/synth_small_video.py"
     for m in ("recursive", "structure"):
         assert declared_control(catalog, m, "synth_small") == {"method": m, "profile": "synth_small_control"}
         assert declared_control(catalog, m, "synth_small_control") is None  # a control run has no control

@@ -20,6 +20,7 @@ def harness_register_methods(register):
                     "then self-distillation from a student snapshot through a multi-view mask filter",
         config=str(HERE / "configs" / "ssmde_resnet18_synth.py"),
         paper=str(HERE / "paper.json"),
+        control="baseline:{profile}_video",  # the video self-supervised baseline (pose net, median scaling)
     )
 
 
