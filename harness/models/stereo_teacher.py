@@ -282,46 +282,32 @@ class StereoTeacher(nn.Module):
         if loss not in self.train_losses:
             raise ValueError(f"teacher_train.loss={loss!r} is not one of {list(self.train_losses)}")
         disp = out.disp[0]
-        if "depth_gt" in batch and loss == "silog":
-            return {"silog": self._silog_loss(batch, out)}
-        if "depth_gt" in batch:
-            _require(batch, ("K", "baseline"), "StereoTeacher.self_loss (supervised)")
-            gt = batch["depth_gt"].to(disp)
-            valid = torch.isfinite(gt) & (gt > 0)
-            if "depth_gt_mask" in batch:
-                valid = valid & batch["depth_gt_mask"].to(torch.bool)
-            gt_disp = self._focal_baseline(batch["K"], batch["baseline"], disp) / gt.clamp(min=1e-6)
-            if not bool(valid.any()):
-                return {"disp_l1": disp.sum() * 0.0, "disp_rel": disp.sum() * 0.0}
-            terms = {"disp_l1": disp.new_zeros(()), "disp_rel": disp.new_zeros(())}
-            # the refined output and (half weight) the stride-4 soft-argmin before refinement
-            preds = [(1.0, disp)] + ([(0.5, out.aux["disp_s4"])] if "disp_s4" in out.aux else [])
-            for weight, pred in preds:
-                if pred.shape[-2:] != gt.shape[-2:]:
-                    pred = F.interpolate(pred, size=gt.shape[-2:], mode="bilinear", align_corners=False)
-                p, g = pred[valid], gt_disp[valid]
-                terms["disp_l1"] = terms["disp_l1"] + weight * F.smooth_l1_loss(p, g)
-                # relative error |d - d*| / d* (= depth abs_rel to first order): far pixels, whose
-                # disparities are small, would otherwise hardly count
-                terms["disp_rel"] = terms["disp_rel"] + weight * self.rel_weight * ((p - g).abs() / g).mean()
-            return terms
-
-        return self._photometric_loss(batch, disp)
-
-    def _silog_loss(self, batch: dict[str, Any], out: DepthOutput) -> Tensor:
+        if "depth_gt" not in batch:
+            return self._photometric_loss(batch, disp)
         _require(batch, ("K", "baseline"), "StereoTeacher.self_loss (supervised)")
-        disp = out.disp[0]
         gt = batch["depth_gt"].to(disp)
         valid = torch.isfinite(gt) & (gt > 0)
         if "depth_gt_mask" in batch:
             valid = valid & batch["depth_gt_mask"].to(torch.bool)
-        total = disp.sum() * 0.0
-        preds = [(1.0, disp)] + ([(0.5, out.aux["disp_s4"])] if "disp_s4" in out.aux else [])
+        # the refined output and (half weight) the stride-4 soft-argmin before refinement, each on
+        # the GT grid
+        preds = [(weight, pred if pred.shape[-2:] == gt.shape[-2:] else
+                  F.interpolate(pred, size=gt.shape[-2:], mode="bilinear", align_corners=False))
+                 for weight, pred in [(1.0, disp)] + ([(0.5, out.aux["disp_s4"])] if "disp_s4" in out.aux else [])]
+        if loss == "silog":
+            fb = (batch["K"], batch["baseline"])
+            return {"silog": sum(w * silog(self.disp_to_depth(p, *fb), gt, valid) for w, p in preds)}
+        if not bool(valid.any()):
+            return {"disp_l1": disp.sum() * 0.0, "disp_rel": disp.sum() * 0.0}
+        gt_disp = self._focal_baseline(batch["K"], batch["baseline"], disp) / gt.clamp(min=1e-6)
+        terms = {"disp_l1": disp.new_zeros(()), "disp_rel": disp.new_zeros(())}
         for weight, pred in preds:
-            if pred.shape[-2:] != gt.shape[-2:]:
-                pred = F.interpolate(pred, size=gt.shape[-2:], mode="bilinear", align_corners=False)
-            total = total + weight * silog(self.disp_to_depth(pred, batch["K"], batch["baseline"]), gt, valid)
-        return total
+            p, g = pred[valid], gt_disp[valid]
+            terms["disp_l1"] = terms["disp_l1"] + weight * F.smooth_l1_loss(p, g)
+            # relative error |d - d*| / d* (= depth abs_rel to first order): far pixels, whose
+            # disparities are small, would otherwise hardly count
+            terms["disp_rel"] = terms["disp_rel"] + weight * self.rel_weight * ((p - g).abs() / g).mean()
+        return terms
 
     def _photometric_loss(self, batch: dict[str, Any], disp: Tensor) -> dict[str, Tensor]:
         _require(batch, ("image", "image_right"), "StereoTeacher.self_loss (self-supervised)")
