@@ -7,8 +7,9 @@ docs/methods.md section 4 (+7). A self-supervised (monocular video) student trai
   fused, perturbed, masked; md4all principle): the clean pass at full weight plus
   ``photo_aux_weight`` times the mean over the others;
 * ``smooth`` edge-aware first-order smoothness of the normalised disparity (clean image edges);
-* ``dsc``    (ramped in after the augmentation warm-up) depth-structure consistency of the prediction on a perturbed image (night, fog,
-  rain, blur, colour, noise, JPEG, illumination) to the clean prediction (stop-grad):
+* ``dsc``    depth-structure consistency (ramped in after the augmentation warm-up) of the
+  prediction on a perturbed image (night, fog, rain, blur, colour, noise, JPEG, illumination)
+  to the clean prediction (stop-grad):
   ``mean|log D~ - sg log D| + lambda_g (mean|dx log D~ - sg dx log D| + mean|dy ...|)``;
 * ``ltd``    the same consistency for a patch-masked / patch-shuffled input;
 * ``graph``  semantic-structural correlation: isomorphic graphs between student features and
