@@ -51,7 +51,9 @@ def _diff(a, b, prefix=""):
                    "method.loss_weights.out", "method.loss_weights.feat", "method.loss_weights.nl",
                    "method.joint_loss_weights.stereo_ap", "method.joint_loss_weights.stereo_lr",
                    "method.joint_loss_weights.stereo_sm", "method.distill_train_teacher"}),
-    ("structure", {"method.loss_weights.dsc", "method.loss_weights.ltd", "method.loss_weights.graph"}),
+    # structure: also no graph-fusion pass (ssc_fuse: the teacher's graph features enter the decoder)
+    ("structure", {"method.loss_weights.dsc", "method.loss_weights.ltd", "method.loss_weights.graph",
+                   "method.ssc_fuse"}),
 ])
 def test_self_controls_differ_from_the_method_only_in_distillation_terms(catalog, method, changed):
     from harness.config.loader import CONFIG_DIR
@@ -60,10 +62,11 @@ def test_self_controls_differ_from_the_method_only_in_distillation_terms(catalog
     ours = _cfg(method, catalog, str(CONFIG_DIR / "synth_small.py"))
     theirs = _cfg(method, catalog, ctrl.config)
     assert _diff(ours, theirs) == changed | {"profile"}
-    for key in changed - {"method.distill_train_teacher"}:
+    for key in changed - {"method.distill_train_teacher", "method.ssc_fuse"}:
         _, weights, term = key.split(".")
         assert theirs["method"][weights][term] == 0
     assert theirs["method"].get("distill_train_teacher", False) is False
+    assert theirs["method"].get("ssc_fuse", False) is False
 
 
 def test_quick_and_cfg_option_controls(catalog):

@@ -145,6 +145,8 @@ class RecursiveStrategy(Strategy):
         """After ``joint``: distil only from a Stereo-Net that beats the Mono-Net on val."""
         if stage.name != "joint" or not self.teacher_gate or self.joint_fraction >= 1 or teacher is None:
             return
+        if not any(self.loss_weights.get(k, 0.0) for k in DISTILL_TERMS):
+            return  # nothing to distil (e.g. the like-for-like control): no gate, no warning
         s_val = score_val(lambda b: self.predict(student, b["image"]))["abs_rel"]
         t_val = score_val(lambda b: self.teacher_predict(teacher, student, b))["abs_rel"]
         self.distill_refused = not t_val < s_val

@@ -245,3 +245,10 @@ def test_teacher_gate_refuses_to_distil_from_a_worse_stereo_net(teacher_better, 
     off = RecursiveStrategy(augment=False, teacher_gate=False)
     off.on_stage_end(stage_joint, student, teacher, score_val)
     assert off.notes == {}
+
+
+def test_teacher_gate_is_silent_when_nothing_is_distilled(capsys):
+    off = dict(stereo_ap=0.0, stereo_lr=0.0, stereo_sm=0.0, out=0.0, feat=0.0, nl=0.0)
+    strategy, student, teacher = setup(joint_loss_weights=off, loss_weights=off)  # the control
+    strategy.on_stage_end(strategy.stages()[0], student, teacher, lambda f: pytest.fail("scored"))
+    assert strategy.notes == {} and capsys.readouterr().err == ""
