@@ -67,13 +67,13 @@ def to_html(tables: list[Table], title: str = "stereodistill leaderboard", meta:
                  "Δ vs control: method minus its like-for-like control on the same test frames (seeds "
                  "pooled), 95 % bootstrap CI over drives, paired Wilcoxon p over per-drive means. Per-drive "
                  "tables: a red cell is a drive more than 50 % off the row's median drive.</p>")
-    for t in tables:
-        parts.append(_table(t))
+    for i, t in enumerate(tables):
+        parts.append(_table(t, i))
     parts += [f"<script>{_JS}</script>", "</body>", "</html>"]
     return "\n".join(parts) + "\n"
 
 
-def _table(t: Table) -> str:
+def _table(t: Table, index: int) -> str:
     bold = {c.key: best_rows(t, c) for c in t.columns}
     head = "".join(f'<th scope="col" data-key="{escape(c.key)}">{escape(c.header)}</th>' for c in t.columns)
     body = []
@@ -94,5 +94,5 @@ def _table(t: Table) -> str:
         row_cls = "" if row.get("role") == "student" else ' class="ref"'
         body.append(f"<tr{row_cls}>{''.join(cells)}</tr>")
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in t.notes)
-    return (f'<h2 id="p-{escape(t.key)}">{escape(t.title)}</h2>\n<div class="wrap"><table class="lb" data-protocol="{escape(t.key)}">'
+    return (f'<h2 id="t{index}-{escape(t.key)}">{escape(t.title)}</h2>\n<div class="wrap"><table class="lb" data-protocol="{escape(t.key)}">'
             f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + f"\n</tbody></table></div>\n{notes}")

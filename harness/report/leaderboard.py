@@ -4,7 +4,8 @@ Rows are (method, profile) pairs with their seeds aggregated as mean ± sample s
 count; tables are grouped by protocol id and training budget (:func:`harness.report.results.budget_of`)
 and results of different protocols or budgets are never ranked together. A row with fewer seeds
 than the best-covered row is marked and ranked after every row with more. Each method row
-shows ``Δ vs control`` (:mod:`harness.report.compare`). A missing value is shown as ``–`` and never averaged. Beside the metrics: the paper's
+shows ``Δ vs control`` (:mod:`harness.report.compare`; docs/results.md). A missing value is
+shown as ``–`` and never averaged. Beside the metrics: the paper's
 reported number where its protocol id equals the table's (:mod:`harness.report.paper`) and cost
 columns (:mod:`harness.report.cost`) for every student and teacher row. Formats: github, latex
 (booktabs, best student value bold), csv (raw numbers, ``_std`` columns) and html
@@ -84,9 +85,8 @@ def aggregate(results: list[dict[str, Any]], metric: str, metrics: list[str] | N
                 first = row["seeds"][min(row["seeds"])]
                 stats = {col: _mean_std([first.get(col)]) for col in columns}
                 n = None
-                if len(row["profiles"]) > 1 or not row["profile"]:
-                    row["profile"] = ", ".join(sorted(row["profiles"])) if len(row["profiles"]) <= 2 else \
-                        f"{len(row['profiles'])} profiles"
+                profiles = sorted(row["profiles"])
+                row["profile"] = ", ".join(profiles) if len(profiles) <= 2 else f"{len(profiles)} profiles"
             else:
                 stats = {col: _mean_std([v.get(col) for v in row["seeds"].values()]) for col in columns}
                 n = len(row["seeds"])
@@ -96,8 +96,8 @@ def aggregate(results: list[dict[str, Any]], metric: str, metrics: list[str] | N
             t["unranked"] = t["role"] == "student" and (t["n"] or 0) < most
         lower = metric not in HIGHER_IS_BETTER
         # fewer seeds than the best-covered row: never ranked above a row with more
-        table.sort(key=lambda t: (t["role"] != "student", -(t["n"] or 0) if t["role"] == "student" else 0,
-                                  _sort_value(t["stats"].get(metric), lower), t["method"]))
+        table.sort(key=lambda t: (t["role"] != "student", -(t["n"] or 0), _sort_value(t["stats"].get(metric), lower),
+                                  t["method"]))
         out[gid] = table
     return out
 

@@ -130,3 +130,22 @@ def test_cost_columns_are_never_bold():
                fake_result("baseline", 0, 0.2, cost=dict(COST, student=dict(COST["student"], params=5)))]
     (table,) = build_tables(results, costs=lambda r: r.get("cost"))
     assert all(c.better is None for c in table.columns if c.key in ("params", "gflops", "cpu_ms", "peak_mb"))
+
+
+def test_cli_metrics_and_per_drive(tmp_path, capsys):
+    from harness.cli import main as cli
+
+    from .helpers import write
+
+    for r in _pair([0.1, 0.1, 0.8, 0.8, 0.1, 0.1], [0.1] * 6):
+        r["metrics"]["student"]["silog"] = 11.0
+        write(tmp_path, r)
+    assert cli.main(["leaderboard", "--results", str(tmp_path), "--no-cost", "--metrics", "silog,abs_rel",
+                     "--per-drive"]) == 0
+    out = capsys.readouterr().out
+    header = next(ln for ln in out.splitlines() if ln.startswith("| method"))
+    assert [c.strip() for c in header.strip("|").split("|")][3:5] == ["silog", "abs_rel"]
+    assert "**per drive:" in out
+    assert cli.main(["leaderboard", "--results", str(tmp_path), "--metrics", "abs_rel,nope"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("harness: error: option --metrics") and "'nope'" in err[0]
