@@ -241,7 +241,8 @@ ROBUSTNESS_SHORT = {
 
 
 def robustness_tables(results: list[dict[str, Any]], reference: str = "baseline") -> dict[tuple, dict[str, Any]]:
-    """Group results with a ``robustness`` record by (protocol id, robustness spec id); per
+    """Group results with a ``robustness`` record by (protocol id, robustness spec id, training
+    budget id); per
     (method, profile) row, per seed: clean DEE, mDEE, mCE, RmCE, mRR, CE per corruption and
     AbsRel per weather set, then mean ± std over seeds.
 
@@ -259,7 +260,7 @@ def robustness_tables(results: list[dict[str, Any]], reference: str = "baseline"
         rob = r.get("robustness")
         if not isinstance(rob, dict) or "per_corruption" not in rob:
             continue
-        key = (r["protocol"].get("id", "?"), rob.get("spec_id", "?"))
+        key = (r["protocol"].get("id", "?"), rob.get("spec_id", "?"), budget_of(r)["id"])
         row = groups[key].setdefault((r["method"], r.get("profile", "?")), {})
         row.setdefault(r["seed"], r)
     out = {}
@@ -287,7 +288,8 @@ def robustness_tables(results: list[dict[str, Any]], reference: str = "baseline"
                     cols[w].append((rob.get("weather", {}).get(w) or {}).get("abs_rel"))
             stats = {k: _mean_std(v) for k, v in cols.items()}
             table.append({"method": method, "profile": profile, "n": len(seeds), "stats": stats,
-                          "protocol": first["protocol"], "reference": None if ref is None else reference})
+                          "protocol": first["protocol"], "budget": budget_of(first),
+                          "reference": None if ref is None else reference})
         table.sort(key=lambda t: (_sort_value(t["stats"].get("mCE"), True), _sort_value(t["stats"].get("mDEE"), True)))
         out[key] = {"rows": table, "names": names, "weathers": weathers, "spec": spec}
     return out
@@ -320,7 +322,7 @@ def render_robustness(results: list[dict[str, Any]], fmt: str = "github", refere
     if not groups:
         raise HarnessError("no result has robustness metrics: run `harness run --method NAME --eval-robustness`")
     tables = []
-    for (pid, sid), g in groups.items():
+    for (pid, sid, bid), g in groups.items():
         proto, spec = g["rows"][0]["protocol"], g["spec"]
         columns = [Column("method", "method", "text"), Column("profile", "profile", "text"), Column("seeds", "seeds", "int"),
                    Column("clean DEE", "clean DEE", "stat", "lower"),
@@ -333,8 +335,8 @@ def render_robustness(results: list[dict[str, Any]], fmt: str = "github", refere
         title = (f"robustness, protocol {pid} ({proto.get('dataset')}/{proto.get('split')}, input "
                  f"{proto.get('resolution')}), spec {sid}: {len(spec.get('conditions', []))} conditions, "
                  f"{spec.get('frames')} frames, corruption seed {spec.get('seed')}, {spec.get('dee')}, "
-                 f"CE reference {reference}")
-        tables.append(Table(key=f"{pid}/{sid}", title=title, columns=columns, rows=rows))
+                 f"CE reference {reference}; {budget_text(g['rows'][0]['budget'])}")
+        tables.append(Table(key=f"{pid}/{sid}", title=title, columns=columns, rows=rows, budget=bid))
     if fmt == "csv":
         return to_csv(tables, lead=("protocol", "spec"))
     if fmt == "html":
