@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from harness.pipeline import checkpoint, distributed, precompute, resources, teacher_cache
+from harness.pipeline import checkpoint, distributed, precompute, resources, teacher_cache, teacher_outputs
 
 from harness.report import cost, results
 
@@ -277,6 +277,12 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
 
     seed_everything(derived_seed(int(cfg.seed), "strategy"))  # same modules whether the teacher was cached or not
     strategy.build(student, teacher)
+    cached_teacher = None
+    if teacher_info is not None and bool((cfg.get("teacher_outputs") or {}).get("cache", False)):
+        t = time.time()  # frozen teacher outputs computed once (harness/pipeline/teacher_outputs.py)
+        cached_teacher = teacher_outputs.prepare(ctx, strategy, teacher, teacher_name, teacher_info["key"],
+                                                 train_set, need)
+        ctx.timings["teacher_outputs_s"] = time.time() - t
     if distributed.is_main_process():
         write_run_record(work_dir, cfg, method=method, student=student_name, stages=strategy.stages())
     schedule = section(cfg, "schedule")
@@ -292,7 +298,8 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     for stage, plan, bs in zip(stages, plans, batch_sizes):
         teacher = strategy.on_stage_start(stage, student, teacher)
         step_ctx = StepContext(stage=stage.name)
-        model = DistillModel(student, teacher, strategy, stage, step_ctx)
+        model = DistillModel(student, cached_teacher if cached_teacher is not None and teacher is cached_teacher.live
+                             else teacher, strategy, stage, step_ctx)
         hook = StrategyHook(strategy, step_ctx, stage)
         runner = run_stage(
             model=model, stage_label=stage.name, work_dir=work_dir / stage.name, train_set=train_set,
@@ -376,7 +383,9 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         "control": declared_control(ctx.catalog, method, cfg.profile),
         "budget": results.training_budget(cfg.to_dict(), len(train_set)),
         "teacher": None if teacher_name is None else dict(
-            teacher_info or {}, type=teacher_name, mode=strategy.teacher_mode
+            teacher_info or {}, type=teacher_name, mode=strategy.teacher_mode,
+            **({} if cached_teacher is None else {"outputs_cache": {
+                "root": str(cached_teacher.store.root), "served": cached_teacher.hits, "live": cached_teacher.misses}}),
         ),
         "config": cfg.to_dict(),
         "versions": results.package_versions(),

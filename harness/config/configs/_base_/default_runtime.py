@@ -19,6 +19,9 @@ progress = True
 cache_dir = None  # None: $STEREODISTILL_CACHE or ~/.cache/stereodistill
 # multiplier of the student's and the teacher's base_width (a profile knob: --quick sets 0.5)
 width_mult = 1.0
+# frozen teachers: their outputs computed once per (teacher, data, split, view), memory-mapped
+# and served during training instead of running the teacher every step (False: run it live)
+teacher_outputs = dict(cache=True)
 evaluate = dict(
     teacher=True,  # score the teacher on the same protocol
     mean_depth=True,  # score the training-set mean depth map

@@ -1,0 +1,283 @@
+"""Frozen-teacher outputs computed once and served from memory-mapped files.
+
+A frozen teacher gives the same output for the same input every time, so running it on every
+step of every epoch of every seed is wasted work. Before training, the harness runs it once
+over the training split for each *view* the training can ask for, and stores the outputs the
+strategy declares in ``teacher_needs`` (disparity and depth at its scales, named features,
+aux maps such as confidence) under
+
+    <cache>/teacher_outputs/<teacher>-<teacher cache key>/<dataset fingerprint>/<split>/<view>/
+
+one ``.npy`` per output (``N x C x h x w``, row = dataset index; memory-mapped when read),
+``meta.json`` (shapes, dtypes, units) and a ``done`` marker written last, under a file lock.
+Depth is stored as float32 (it may exceed float16's range where the disparity is small), every
+other map as float16 (relative rounding <= 2^-11, far below any loss's sensitivity).
+
+A view is the input the teacher sees: ``<camera><m>`` with the camera the sample targets and
+``m`` when it is mirrored. Stereo teachers see canonical pairs
+(:func:`harness.distill.flips.run_canonical`), so a mirrored-only sample is served from the
+un-mirrored view and mirrored back, exactly as the live path does; a mirrored-and-swapped
+sample is its own view. :class:`CachedTeacher` stands in for the teacher during training:
+each sample's row is read from its view; a batch with a sample no stored view covers runs the
+live teacher (counted in ``misses``). Online, EMA and snapshot teachers are never cached.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from filelock import FileLock
+from torch import nn
+
+from harness.errors import HarnessError
+from harness.report.results import atomic_write_text
+from harness.types import DepthOutput, Needs
+
+FORMAT = 1
+OTHER = {"l": "r", "r": "l"}
+#: dataset options giving every sample one flip kind: as is, mirrored, mirrored + views swapped
+FLIP_KINDS = {"none": dict(flip_mode=None), "mirror": dict(flip_mode="mirror", flip_prob=1.0),
+              "swap": dict(flip_mode="swap", flip_prob=1.0)}
+
+
+def wanted_kinds(flip_mode: str | None, flip_prob: float) -> list[str]:
+    """The flip kinds a training set with ``flip_mode``/``flip_prob`` produces."""
+    if flip_mode is None or flip_prob <= 0:
+        return ["none"]
+    return [flip_mode] if flip_prob >= 1 else ["none", flip_mode]
+
+
+def output_keys(needs: Needs, sample: DepthOutput) -> list[str]:
+    """``disp/<s>``, ``depth/<s>``, ``features/<name>``, ``aux/<name>`` the strategy needs (and the
+    teacher has)."""
+    keys = [f"disp/{s}" for s in needs.scales if s in sample.disp]
+    if needs.depth or not keys:
+        keys += [f"depth/{s}" for s in needs.scales if s in sample.depth]
+    keys += [f"features/{n}" for n in sorted(needs.features) if n in sample.features]
+    keys += [f"aux/{n}" for n in sorted(needs.aux) if n in sample.aux]
+    return keys
+
+
+def _get(out: DepthOutput, key: str) -> torch.Tensor:
+    kind, name = key.split("/", 1)
+    part = getattr(out, kind)
+    return part[int(name)] if kind in ("disp", "depth") else part[name]
+
+
+def _file(key: str) -> str:
+    return key.replace("/", "__") + ".npy"
+
+
+def views_of(meta: dict[str, Any], b: int) -> list[str] | None:
+    """Per sample, the view the teacher receives: ``same``/``other`` (the camera the sample
+    targets is its split line's, or the other one) and ``-mirrored``; None without ``meta``."""
+    if meta.get("side") is None:
+        return None
+
+    def bools(key):
+        v = meta.get(key)
+        if v is None:
+            return [False] * b
+        return [bool(x) for x in (v.tolist() if torch.is_tensor(v) else v)]
+
+    return [("other" if w else "same") + ("-mirrored" if f else "") for f, w in zip(bools("flipped"), bools("swapped"))]
+
+
+class TeacherOutputStore:
+    """The stored outputs of one (teacher, dataset fingerprint, split)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._views: dict[str, tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]] = {}
+
+    def has(self, kind: str) -> bool:
+        return (self.root / f"{kind}.done").is_file()
+
+    def compute(self, kind: str, teacher: nn.Module, dataset, to_teacher: Callable, *, device: str,
+                needs: Needs, batch_size: int = 8, progress=None) -> None:
+        """Run the teacher once on every sample of ``dataset`` (all of flip ``kind``) on each input
+        ``to_teacher(batch)`` lists, filling the rows of each view not stored yet."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / "store.lock")):
+            if self.has(kind):
+                return
+            n = len(dataset)
+            teacher.to(device).eval()
+            with torch.no_grad():
+                for start in range(0, n, batch_size):
+                    idx = list(range(start, min(n, start + batch_size)))
+                    batch = torch.utils.data.default_collate([dataset[i] for i in idx])
+                    batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+                    for x in to_teacher(batch):
+                        views = views_of(x.get("meta") or {}, len(idx))
+                        todo = [j for j, v in enumerate(views or []) if not self._filled(v, idx[j])]
+                        if todo:
+                            out = teacher(x)
+                            for view in sorted({views[j] for j in todo}):
+                                sel = [j for j in todo if views[j] == view]
+                                self._write(view, n, [idx[j] for j in sel], out, sel, needs)
+                    if progress:
+                        progress(idx[-1] + 1, n)
+            for _meta, arrays, filled in self._open.values():
+                for arr in arrays.values():
+                    arr.flush()
+                filled.flush()
+            self._open.clear()
+            self._views.clear()
+            (self.root / f"{kind}.done").write_text("ok\n")
+
+    _open: dict[str, tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]] = {}
+
+    def _writable(self, view: str, n: int, out: DepthOutput, needs: Needs):
+        if view not in self._open:
+            base = self.root / view
+            if (base / "meta.json").is_file():
+                meta = json.loads((base / "meta.json").read_text())
+                arrays = {k: np.load(base / _file(k), mmap_mode="r+") for k in meta["outputs"]}
+                filled = np.load(base / "filled.npy", mmap_mode="r+")
+            else:
+                base.mkdir(parents=True, exist_ok=True)
+                meta = {"format": FORMAT, "frames": n, "disp_units": out.disp_units,
+                        "depth_kind": out.depth_kind, "outputs": {}}
+                arrays = {}
+                for key in output_keys(needs, out):
+                    t = _get(out, key)
+                    dtype = np.float32 if key.startswith("depth/") else np.float16
+                    arrays[key] = np.lib.format.open_memmap(base / _file(key), mode="w+", dtype=dtype,
+                                                            shape=(n, *t.shape[1:]))
+                    meta["outputs"][key] = {"shape": [n, *t.shape[1:]], "dtype": np.dtype(dtype).name}
+                filled = np.lib.format.open_memmap(base / "filled.npy", mode="w+", dtype=np.bool_, shape=(n,))
+                atomic_write_text(base / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
+            self._open[view] = (meta, arrays, filled)
+        return self._open[view]
+
+    def _filled(self, view: str, row: int) -> bool:
+        if view in self._open:
+            return bool(self._open[view][2][row])
+        path = self.root / view / "filled.npy"
+        return path.is_file() and bool(np.load(path, mmap_mode="r")[row])
+
+    def _write(self, view: str, n: int, rows: list[int], out: DepthOutput, sel: list[int], needs: Needs) -> None:
+        _meta, arrays, filled = self._writable(view, n, out, needs)
+        for key, arr in arrays.items():
+            arr[rows] = _get(out, key)[sel].float().cpu().numpy()
+        filled[rows] = True
+
+    def view(self, view: str):
+        """``(meta, arrays, filled)`` of a stored view (memory-mapped, read-only), or None."""
+        if view not in self._views:
+            base = self.root / view
+            if not (base / "meta.json").is_file():
+                return None
+            meta = json.loads((base / "meta.json").read_text())
+            arrays = {k: np.load(base / _file(k), mmap_mode="r") for k in meta["outputs"]}
+            self._views[view] = (meta, arrays, np.load(base / "filled.npy", mmap_mode="r"))
+        return self._views[view]
+
+
+class CachedTeacher(nn.Module):
+    """The frozen teacher during training: outputs read from the store (see the module docstring).
+
+    Attributes other than ``forward`` (``input_keys``, ``feature_specs``, ...) are the teacher's."""
+
+    def __init__(self, teacher: nn.Module, store: TeacherOutputStore):
+        super().__init__()
+        self.live = teacher
+        self.store = store
+        self.hits = 0
+        self.misses = 0
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("live"), name)
+
+    def forward(self, batch: dict[str, Any], student_out=None) -> DepthOutput:
+        b = int(batch["image"].shape[0])
+        out = self._served(batch, b)
+        if out is None:
+            self.misses += b
+            return self.live(batch) if student_out is None else self.live(batch, student_out)
+        self.hits += b
+        return out
+
+    def _served(self, batch: dict[str, Any], b: int) -> DepthOutput | None:
+        meta = batch.get("meta") or {}
+        index = meta.get("index")
+        views = views_of(meta, b) if index is not None else None
+        if views is None:
+            return None
+        rows = np.asarray(index.tolist() if torch.is_tensor(index) else index, dtype=np.int64)
+        stored = {v: self.store.view(v) for v in set(views)}
+        if any(s is None or not bool(np.all(s[2][rows[[j for j, w in enumerate(views) if w == v]]]))
+               for v, s in stored.items()):
+            return None
+        device = batch["image"].device
+        first = next(iter(stored.values()))[0]
+        out = DepthOutput(disp_units=first["disp_units"], depth_kind=first["depth_kind"])
+        for key, spec in first["outputs"].items():
+            kind, name = key.split("/", 1)
+            getattr(out, kind)[int(name) if kind in ("disp", "depth") else name] = torch.empty(
+                (b, *spec["shape"][1:]), dtype=torch.float32)
+        for view, (_meta, arrays, _filled) in stored.items():
+            sel = np.asarray([j for j, w in enumerate(views) if w == view])
+            order = np.argsort(rows[sel])  # memory-mapped reads in file order
+            for key in first["outputs"]:
+                _get(out, key)[torch.from_numpy(sel[order])] = torch.from_numpy(
+                    np.asarray(arrays[key][rows[sel][order]], dtype=np.float32))
+        return out.map(lambda t: t.to(device))
+
+
+def store_root(cache_dir: Path, teacher_tag: str, fingerprint: str, split: str) -> Path:
+    return Path(cache_dir) / "teacher_outputs" / teacher_tag / fingerprint / split
+
+
+def prepare(ctx, strategy, teacher: nn.Module, teacher_name: str, teacher_key: str, train_set,
+            need: frozenset[str]) -> CachedTeacher | None:
+    """Store the teacher's outputs for every flip kind training produces (once per teacher,
+    data fingerprint and split) and return the stand-in teacher; None when the teacher is not a
+    frozen one or the dataset does not say how its samples are flipped."""
+    from harness.pipeline.train import progress_callback
+
+    flip_mode = getattr(train_set, "flip_mode", "unknown")
+    if strategy.teacher_mode != "frozen" or flip_mode not in (None, "mirror", "swap"):
+        return None
+    if "index" not in train_set[0].get("meta", {}):
+        return None
+    store = TeacherOutputStore(store_root(ctx.cache_dir, f"{teacher_name}-{teacher_key}", train_set.fingerprint,
+                                          train_set.split))
+    cached = CachedTeacher(teacher, store)
+
+    def to_teacher(batch) -> list[dict[str, Any]]:
+        """What the strategy's teacher_forward hands the teacher (it may call it more than once),
+        recorded through the stand-in."""
+        seen = []
+
+        def spy(x, student_out=None):
+            seen.append(x)
+            return DepthOutput()
+
+        cached.forward = spy
+        try:
+            strategy.teacher_forward(cached, batch, {})
+        except Exception:  # a strategy working on the (empty) output: its teacher inputs are recorded
+            pass
+        finally:
+            del cached.forward
+        return seen
+
+    for kind in wanted_kinds(flip_mode, float(getattr(train_set, "flip_prob", 0.5))):
+        dataset = ctx.build_dataset("train", need, **FLIP_KINDS[kind])
+        if dataset.fingerprint != train_set.fingerprint:
+            raise HarnessError(f"teacher output cache: flip kind {kind!r} changes the dataset fingerprint")
+        store.compute(kind, teacher, dataset, to_teacher, device=ctx.device, needs=strategy.teacher_needs,
+                      batch_size=int(ctx.cfg.evaluate.get("batch_size", 8)),
+                      progress=progress_callback("teacher outputs") if ctx.progress else None)
+    teacher.to("cpu")
+    return cached

@@ -1,0 +1,100 @@
+"""Frozen-teacher outputs computed once: served outputs equal the live teacher's, flips included."""
+import numpy as np
+import pytest
+import torch
+
+from harness.distill.flips import run_canonical
+from harness.host.core import prepare_synth
+from harness.host.manager import PluginHost
+from harness.pipeline import teacher_outputs as to
+from harness.types import DepthOutput, Needs
+
+GEN = dict(frames=16, height=64, width=192, frames_per_drive=8)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    root = prepare_synth({"generate": GEN}, cache)
+    host = PluginHost()
+    torch.manual_seed(0)
+    teacher = host.catalog.build("teachers", "stereo", max_disp=32, base_width=8).eval()
+
+    def dataset(**opts):
+        return host.catalog.build("datasets", "synth", root=str(root), height=64, width=192, seed=3,
+                                  need=frozenset(teacher.input_keys) | {"image", "meta"}, split="train", **opts)
+
+    return teacher, dataset, cache
+
+
+def batches(ds, n=2, bs=4):
+    for start in range(0, min(len(ds), n * bs), bs):
+        yield torch.utils.data.default_collate([ds[i] for i in range(start, min(len(ds), start + bs))])
+
+
+@pytest.mark.parametrize("flip_mode, pair", [
+    ("swap", True), pytest.param("mirror", True, marks=pytest.mark.slow), pytest.param("mirror", False, marks=pytest.mark.slow)])
+def test_served_outputs_equal_the_live_teacher(setup, tmp_path, flip_mode, pair):
+    teacher, dataset, _ = setup
+    forward = (lambda t, b: run_canonical(t, b)) if pair else (lambda t, b: t(b))
+    needs = Needs(depth=True, scales=(0, 1), features=frozenset({"dec_s8"}), aux=frozenset({"disp_s4"}))
+    store = to.TeacherOutputStore(tmp_path / "store")
+    live_set = dataset(flip_mode=flip_mode, flip_prob=0.5)
+    cached = to.CachedTeacher(teacher, store)
+
+    def to_teacher(batch):
+        seen = []
+        cached.forward = lambda x, s=None: seen.append(x) or DepthOutput()
+        forward(cached, batch)
+        del cached.forward
+        return seen
+
+    for kind in to.wanted_kinds(flip_mode, 0.5):
+        store.compute(kind, teacher, dataset(**to.FLIP_KINDS[kind]), to_teacher, device="cpu", needs=needs)
+    flipped = seen = 0
+    for batch in batches(live_set, n=4):
+        flipped += int(batch["meta"]["flipped"].sum())
+        seen += len(batch["image"])
+        with torch.no_grad():
+            live = forward(teacher, batch)
+            served = forward(cached, batch)
+        torch.testing.assert_close(served.disp[0], live.disp[0], rtol=2e-3, atol=1e-3)
+        torch.testing.assert_close(served.depth[0], live.depth[0], rtol=1e-5, atol=1e-5)  # float32
+        torch.testing.assert_close(served.features["dec_s8"], live.features["dec_s8"], rtol=2e-3, atol=2e-3)
+        torch.testing.assert_close(served.aux["disp_s4"], live.aux["disp_s4"], rtol=2e-3, atol=1e-3)
+        # only what is declared (and exists: the teacher has scale 0 only)
+        assert set(served.disp) == {0} and set(served.features) == {"dec_s8"} and set(served.aux) == {"disp_s4"}
+    assert cached.misses == 0 and cached.hits == seen and 0 < flipped < seen
+    dtypes = {p.name: np.load(p, mmap_mode="r").dtype for p in (tmp_path / "store").rglob("*.npy")}
+    assert dtypes["depth__0.npy"] == np.float32 and dtypes["disp__0.npy"] == np.float16
+
+
+def test_unstored_view_runs_the_live_teacher(setup, tmp_path):
+    teacher, dataset, _ = setup
+    store = to.TeacherOutputStore(tmp_path / "store")
+    cached = to.CachedTeacher(teacher, store)
+    store.compute("none", teacher, dataset(flip_mode=None), lambda b: [b], device="cpu", needs=Needs(depth=True))
+    batch = next(batches(dataset(flip_mode="mirror", flip_prob=1.0), n=1))  # mirrored views were not stored
+    with torch.no_grad():
+        out = cached(batch)
+        torch.testing.assert_close(out.depth[0], teacher(batch).depth[0])
+    assert cached.misses == len(batch["image"]) and cached.hits == 0
+
+
+def test_computed_once_under_a_marker(setup, tmp_path):
+    teacher, dataset, _ = setup
+    store = to.TeacherOutputStore(tmp_path / "store")
+    calls = []
+    store.compute("none", teacher, dataset(flip_mode=None), lambda b: calls.append(1) or [b], device="cpu",
+                  needs=Needs(depth=True))
+    n = len(calls)
+    store.compute("none", teacher, dataset(flip_mode=None), lambda b: calls.append(1) or [b], device="cpu",
+                  needs=Needs(depth=True))
+    assert n > 0 and len(calls) == n and store.has("none")
+
+
+def test_wanted_kinds():
+    assert to.wanted_kinds(None, 0.5) == ["none"]
+    assert to.wanted_kinds("swap", 0.5) == ["none", "swap"]
+    assert to.wanted_kinds("mirror", 1.0) == ["mirror"]
+    assert to.wanted_kinds("mirror", 0.0) == ["none"]
