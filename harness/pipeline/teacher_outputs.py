@@ -73,6 +73,20 @@ def _file(key: str) -> str:
     return key.replace("/", "__") + ".npy"
 
 
+def probe(batch: dict[str, Any]) -> torch.Tensor:
+    """``B x 12`` float64 fingerprint of the input images (per channel: sum, and sum weighted by
+    the column), so a batch whose images do not match its ``meta`` (a strategy that builds its
+    own teacher input) is never served a stored output: mirrored images differ too."""
+    parts = []
+    for key in ("image", "image_right"):
+        img = batch.get(key)
+        if torch.is_tensor(img):
+            img = img.detach().double()
+            ramp = torch.linspace(0.0, 1.0, img.shape[-1], dtype=torch.float64, device=img.device)
+            parts += [img.sum(dim=(-2, -1)), (img * ramp).sum(dim=(-2, -1))]
+    return torch.cat(parts, dim=1).cpu() if parts else torch.zeros(int(batch["image"].shape[0]), 0)
+
+
 def views_of(meta: dict[str, Any], b: int) -> list[str] | None:
     """Per sample, the view the teacher receives: ``same``/``other`` (the camera the sample
     targets is its split line's, or the other one) and ``-mirrored``; None without ``meta``."""
@@ -93,7 +107,9 @@ class TeacherOutputStore:
 
     def __init__(self, root: Path):
         self.root = root
-        self._views: dict[str, tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]] = {}
+        self._views: dict[str, tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]] = {}  # read
+        self._open: dict[str, tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]] = {}  # being written
+        self._probe_width = 0
 
     def has(self, kind: str) -> bool:
         return (self.root / f"{kind}.done").is_file()
@@ -120,7 +136,7 @@ class TeacherOutputStore:
                             out = teacher(x)
                             for view in sorted({views[j] for j in todo}):
                                 sel = [j for j in todo if views[j] == view]
-                                self._write(view, n, [idx[j] for j in sel], out, sel, needs)
+                                self._write(view, n, [idx[j] for j in sel], x, out, sel, needs)
                     if progress:
                         progress(idx[-1] + 1, n)
             for _meta, arrays, filled in self._open.values():
@@ -131,14 +147,12 @@ class TeacherOutputStore:
             self._views.clear()
             (self.root / f"{kind}.done").write_text("ok\n")
 
-    _open: dict[str, tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]] = {}
-
     def _writable(self, view: str, n: int, out: DepthOutput, needs: Needs):
         if view not in self._open:
             base = self.root / view
             if (base / "meta.json").is_file():
                 meta = json.loads((base / "meta.json").read_text())
-                arrays = {k: np.load(base / _file(k), mmap_mode="r+") for k in meta["outputs"]}
+                arrays = {k: np.load(base / _file(k), mmap_mode="r+") for k in [*meta["outputs"], "probe"]}
                 filled = np.load(base / "filled.npy", mmap_mode="r+")
             else:
                 base.mkdir(parents=True, exist_ok=True)
@@ -152,6 +166,9 @@ class TeacherOutputStore:
                                                             shape=(n, *t.shape[1:]))
                     meta["outputs"][key] = {"shape": [n, *t.shape[1:]], "dtype": np.dtype(dtype).name}
                 filled = np.lib.format.open_memmap(base / "filled.npy", mode="w+", dtype=np.bool_, shape=(n,))
+                arrays["probe"] = np.lib.format.open_memmap(base / _file("probe"), mode="w+", dtype=np.float64,
+                                                            shape=(n, self._probe_width))
+                meta["probe"] = self._probe_width
                 atomic_write_text(base / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
             self._open[view] = (meta, arrays, filled)
         return self._open[view]
@@ -162,10 +179,13 @@ class TeacherOutputStore:
         path = self.root / view / "filled.npy"
         return path.is_file() and bool(np.load(path, mmap_mode="r")[row])
 
-    def _write(self, view: str, n: int, rows: list[int], out: DepthOutput, sel: list[int], needs: Needs) -> None:
+    def _write(self, view: str, n: int, rows: list[int], x: dict[str, Any], out: DepthOutput, sel: list[int],
+               needs: Needs) -> None:
+        fingerprint = probe(x)[sel].numpy()
+        self._probe_width = fingerprint.shape[1]
         _meta, arrays, filled = self._writable(view, n, out, needs)
         for key, arr in arrays.items():
-            arr[rows] = _get(out, key)[sel].float().cpu().numpy()
+            arr[rows] = fingerprint if key == "probe" else _get(out, key)[sel].float().cpu().numpy()
         filled[rows] = True
 
     def view(self, view: str):
@@ -175,7 +195,7 @@ class TeacherOutputStore:
             if not (base / "meta.json").is_file():
                 return None
             meta = json.loads((base / "meta.json").read_text())
-            arrays = {k: np.load(base / _file(k), mmap_mode="r") for k in meta["outputs"]}
+            arrays = {k: np.load(base / _file(k), mmap_mode="r") for k in [*meta["outputs"], "probe"]}
             self._views[view] = (meta, arrays, np.load(base / "filled.npy", mmap_mode="r"))
         return self._views[view]
 
@@ -218,6 +238,11 @@ class CachedTeacher(nn.Module):
         if any(s is None or not bool(np.all(s[2][rows[[j for j, w in enumerate(views) if w == v]]]))
                for v, s in stored.items()):
             return None
+        fingerprint = probe(batch).numpy()
+        for v, (_meta, arrays, _filled) in stored.items():
+            sel = [j for j, w in enumerate(views) if w == v]
+            if not np.allclose(arrays["probe"][rows[sel]], fingerprint[sel], rtol=1e-6, atol=1e-3):
+                return None  # the images are not the ones stored under this meta
         device = batch["image"].device
         first = next(iter(stored.values()))[0]
         out = DepthOutput(disp_units=first["disp_units"], depth_kind=first["depth_kind"])

@@ -81,6 +81,21 @@ def test_unstored_view_runs_the_live_teacher(setup, tmp_path):
     assert cached.misses == len(batch["image"]) and cached.hits == 0
 
 
+def test_a_batch_whose_images_do_not_match_its_meta_runs_live(setup, tmp_path):
+    teacher, dataset, _ = setup
+    store = to.TeacherOutputStore(tmp_path / "store")
+    cached = to.CachedTeacher(teacher, store)
+    store.compute("none", teacher, dataset(flip_mode=None), lambda b: [b], device="cpu", needs=Needs(depth=True))
+    batch = next(batches(dataset(flip_mode=None), n=1))
+    # a strategy's own teacher input (the right view as reference), meta left as it was
+    swapped = dict(batch, image=torch.flip(batch["image_right"], dims=[-1]), image_right=torch.flip(batch["image"], dims=[-1]))
+    with torch.no_grad():
+        torch.testing.assert_close(cached(swapped).depth[0], teacher(swapped).depth[0])
+        assert cached.misses == len(batch["image"])
+        cached(batch)
+    assert cached.hits == len(batch["image"])
+
+
 def test_computed_once_under_a_marker(setup, tmp_path):
     teacher, dataset, _ = setup
     store = to.TeacherOutputStore(tmp_path / "store")
