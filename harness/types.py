@@ -57,15 +57,14 @@ class DepthOutput:
     depth_kind: Literal["metric", "relative", "scaled_stereo"] = "metric"
 
     def map(self, fn) -> "DepthOutput":
-        """Apply ``fn`` to every tensor (e.g. ``torch.flip`` or ``Tensor.detach``)."""
-        return DepthOutput(
-            disp={k: fn(v) for k, v in self.disp.items()},
-            depth={k: fn(v) for k, v in self.depth.items()},
-            features={k: fn(v) for k, v in self.features.items()},
-            aux={k: fn(v) for k, v in self.aux.items()},
-            disp_units=self.disp_units,
-            depth_kind=self.depth_kind,
-        )
+        """Apply ``fn`` to every tensor (e.g. ``torch.flip`` or ``Tensor.detach``). A map with a
+        ``mapped(fn)`` method (the teacher-output cache's maps that fetch missing entries
+        on first use) maps itself."""
+        def each(d):
+            return d.mapped(fn) if hasattr(d, "mapped") else {k: fn(v) for k, v in d.items()}
+
+        return DepthOutput(disp=each(self.disp), depth=each(self.depth), features=each(self.features),
+                           aux=each(self.aux), disp_units=self.disp_units, depth_kind=self.depth_kind)
 
 
 @dataclass(frozen=True)

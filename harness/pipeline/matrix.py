@@ -137,12 +137,17 @@ def resolve_run_config(config: str | None) -> str | None:
     raise HarnessError(f"matrix run config {config!r}: no such file or bundled profile")
 
 
-def control_runs(catalog, method: str, profile: str) -> list[dict[str, Any]]:
-    """The control runs a method declares for a profile, as matrix ``runs`` entries.
+def control_runs(catalog, method: str, config: str | None) -> list[dict[str, Any]]:
+    """The control runs ``method`` declares for the profile of ``config``, as ``runs`` entries."""
+    from harness.config.controls import control_runs as declared
 
-    Methods declare no controls yet (the registry has no control field), so this is empty; when
-    they do, this is the one call to the registry's control listing."""
-    return []
+    out = []
+    for control in declared(catalog, method, config):
+        run = control.matrix_run()
+        if control.quick:
+            run["quick"] = True
+        out.append(run)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,13 +161,11 @@ def plan(spec: dict[str, Any], host) -> list[Job]:
     results_dir = str(spec.get("results", "results"))
     work_root = Path(str(spec.get("work_dirs", "work_dirs")))
     runs = list(spec["runs"])
+    controls = []
     if spec.get("controls"):
-        listed = {(r["method"], str(r.get("config"))) for r in runs}
-        for r in list(runs):
-            for c in control_runs(catalog, r["method"], str(r.get("config"))):
-                if (c["method"], str(c.get("config"))) not in listed:
-                    listed.add((c["method"], str(c.get("config"))))
-                    runs.append(c)
+        for r in spec["runs"]:
+            controls += [c for c in control_runs(catalog, r["method"], r.get("config"))
+                         if c["name"] not in {x.get("name") for x in controls}]
     names = [r.get("name", r["method"]) for r in runs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -175,8 +178,13 @@ def plan(spec: dict[str, Any], host) -> list[Job]:
         catalog.get("methods", run["method"])  # an unknown method: one error line before anything runs
         if run.get("rescore") and (run["rescore"] not in names or run["rescore"] == name):
             raise HarnessError(f"matrix run {name!r}: rescore={run['rescore']!r} names no run of this matrix")
-        for seed in run.get("seeds", spec.get("seeds", [0])):
-            job = _run_job(run, name, int(seed), spec, host, results_dir, work_root, data_jobs, teacher_jobs)
+    for run, is_control in [*((r, False) for r in runs), *((c, True) for c in controls)]:
+        name = run.get("name", run["method"])
+        seed_jobs = [_run_job(run, name, int(seed), spec, host, results_dir, work_root, data_jobs, teacher_jobs)
+                     for seed in run.get("seeds", spec.get("seeds", [0]))]
+        if is_control and all(j.result in by_result for j in seed_jobs):
+            continue  # the control is a listed run already
+        for job in seed_jobs:
             if job.result in by_result:
                 raise HarnessError(f"matrix runs {by_result[job.result]!r} and {job.id!r} would both write {job.result}")
             by_result[job.result] = job.id

@@ -385,7 +385,8 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         "teacher": None if teacher_name is None else dict(
             teacher_info or {}, type=teacher_name, mode=strategy.teacher_mode,
             **({} if cached_teacher is None else {"outputs_cache": {
-                "root": str(cached_teacher.store.root), "served": cached_teacher.hits, "live": cached_teacher.misses}}),
+                "root": str(cached_teacher.store.root), "served": cached_teacher.hits, "live": cached_teacher.misses,
+                "undeclared": sorted(cached_teacher.undeclared)}}),
         ),
         "config": cfg.to_dict(),
         "versions": results.package_versions(),

@@ -157,7 +157,9 @@ class TeacherOutputStore:
             else:
                 base.mkdir(parents=True, exist_ok=True)
                 meta = {"format": FORMAT, "frames": n, "disp_units": out.disp_units,
-                        "depth_kind": out.depth_kind, "outputs": {}}
+                        "depth_kind": out.depth_kind, "outputs": {},
+                        "available": {kind: sorted(str(k) for k in getattr(out, kind))
+                                      for kind in ("disp", "depth", "features", "aux")}}
                 arrays = {}
                 for key in output_keys(needs, out):
                     t = _get(out, key)
@@ -200,6 +202,32 @@ class TeacherOutputStore:
         return self._views[view]
 
 
+class FetchedOnUse(dict):
+    """A map of stored outputs whose other entries (outputs the strategy reads but did not
+    declare in ``teacher_needs``) come from one live teacher pass on first use."""
+
+    def __init__(self, data: dict, fetch: Callable[[Any], torch.Tensor], available: set):
+        super().__init__(data)
+        self._fetch = fetch
+        self._available = set(available) | set(data)
+
+    def __missing__(self, key):
+        if key not in self._available:
+            raise KeyError(key)
+        value = self._fetch(key)
+        self[key] = value
+        return value
+
+    def __contains__(self, key) -> bool:
+        return key in self._available
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def mapped(self, fn) -> "FetchedOnUse":
+        return FetchedOnUse({k: fn(v) for k, v in self.items()}, lambda key: fn(self[key]), self._available)
+
+
 class CachedTeacher(nn.Module):
     """The frozen teacher during training: outputs read from the store (see the module docstring).
 
@@ -211,6 +239,7 @@ class CachedTeacher(nn.Module):
         self.store = store
         self.hits = 0
         self.misses = 0
+        self.undeclared: set[str] = set()  # outputs read that the strategy's teacher_needs do not list
 
     def __getattr__(self, name: str):
         try:
@@ -245,18 +274,35 @@ class CachedTeacher(nn.Module):
                 return None  # the images are not the ones stored under this meta
         device = batch["image"].device
         first = next(iter(stored.values()))[0]
-        out = DepthOutput(disp_units=first["disp_units"], depth_kind=first["depth_kind"])
+        maps: dict[str, dict] = {"disp": {}, "depth": {}, "features": {}, "aux": {}}
         for key, spec in first["outputs"].items():
             kind, name = key.split("/", 1)
-            getattr(out, kind)[int(name) if kind in ("disp", "depth") else name] = torch.empty(
+            maps[kind][int(name) if kind in ("disp", "depth") else name] = torch.empty(
                 (b, *spec["shape"][1:]), dtype=torch.float32)
         for view, (_meta, arrays, _filled) in stored.items():
             sel = np.asarray([j for j, w in enumerate(views) if w == view])
             order = np.argsort(rows[sel])  # memory-mapped reads in file order
             for key in first["outputs"]:
-                _get(out, key)[torch.from_numpy(sel[order])] = torch.from_numpy(
-                    np.asarray(arrays[key][rows[sel][order]], dtype=np.float32))
-        return out.map(lambda t: t.to(device))
+                kind, name = key.split("/", 1)
+                maps[kind][int(name) if kind in ("disp", "depth") else name][torch.from_numpy(sel[order])] = \
+                    torch.from_numpy(np.asarray(arrays[key][rows[sel][order]], dtype=np.float32))
+        live: list[DepthOutput] = []
+
+        def fetcher(kind):
+            def fetch(name):
+                if not live:
+                    with torch.no_grad():
+                        live.append(self.live(batch))
+                self.undeclared.add(f"{kind}/{name}")
+                return getattr(live[0], kind)[name]
+            return fetch
+
+        available = first.get("available", {})
+        return DepthOutput(**{kind: FetchedOnUse({k: v.to(device) for k, v in m.items()}, fetcher(kind),
+                                                 {int(a) if kind in ("disp", "depth") else a
+                                                  for a in available.get(kind, [])})
+                              for kind, m in maps.items()},
+                           disp_units=first["disp_units"], depth_kind=first["depth_kind"])
 
 
 def store_root(cache_dir: Path, teacher_tag: str, fingerprint: str, split: str) -> Path:

@@ -96,6 +96,21 @@ def test_a_batch_whose_images_do_not_match_its_meta_runs_live(setup, tmp_path):
     assert cached.hits == len(batch["image"])
 
 
+def test_an_undeclared_output_comes_from_one_live_pass(setup, tmp_path):
+    teacher, dataset, _ = setup
+    store = to.TeacherOutputStore(tmp_path / "store")
+    cached = to.CachedTeacher(teacher, store)
+    store.compute("none", teacher, dataset(flip_mode=None), lambda b: [b], device="cpu", needs=Needs(depth=True))
+    batch = next(batches(dataset(flip_mode=None), n=1))
+    with torch.no_grad():
+        out = cached(batch).map(lambda t: t * 2)  # mapped maps keep fetching
+        assert "dec_s4" in out.features and "nope" not in out.features
+        torch.testing.assert_close(out.features["dec_s4"], 2 * teacher(batch).features["dec_s4"])
+    assert cached.undeclared == {"features/dec_s4"} and cached.hits == len(batch["image"])
+    with pytest.raises(KeyError):
+        out.features["nope"]
+
+
 def test_computed_once_under_a_marker(setup, tmp_path):
     teacher, dataset, _ = setup
     store = to.TeacherOutputStore(tmp_path / "store")
