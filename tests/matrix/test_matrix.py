@@ -101,7 +101,12 @@ def test_reference_plan_is_a_dag_data_teachers_runs_reports(host):
     for job in jobs:  # every dependency is planned before the job
         assert all(order[d] < order[job.id] for d in job.deps), job.id
     runs = [j for j in jobs if j.kind == "run"]
-    assert len(runs) == 27 and len({j.result for j in runs}) == 27
+    assert len({j.result for j in runs}) == len(runs) == 36  # 9 listed rows + 3 declared controls, 3 seeds each
+    ids = {j.id for j in runs}
+    # declared controls not listed are added with the same seeds; those listed are not run twice
+    assert {"run/recursive-synth_small_control/seed2", "run/structure-synth_small_control/seed0",
+            "run/baseline-synth_small_video/seed1"} <= ids
+    assert not any(i.startswith("run/baseline-synth_small_stereo/") for i in ids)  # = baseline-stereo
     teachers = [j for j in jobs if j.kind == "teacher"]
     assert sorted(t.id.split("-")[0] for t in teachers) == ["teacher/semantic", "teacher/stereo"]
     # one data set for all (flip modes of a split do not change what is generated)
