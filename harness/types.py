@@ -125,8 +125,7 @@ class RunInfo:
 
     ``stages`` are the strategy's :meth:`~harness.Strategy.stages` and ``stage_epochs`` the
     epochs the harness gives each of them (:meth:`Stage.epochs_in` of ``schedule.epochs``).
-    ``teacher`` is the configured
-    teacher type (``teacher.type``), ``dataset`` the dataset name.
+    ``teacher`` is the configured teacher type (``teacher.type``), ``dataset`` the dataset name.
     """
 
     stages: tuple[Stage, ...]
@@ -138,13 +137,6 @@ class RunInfo:
     def total_epochs(self) -> int:
         """Student epochs over all stages."""
         return sum(self.stage_epochs)
-
-    def epochs_before(self, stage: str) -> int:
-        """Epochs of the stages that run before the stage named ``stage``."""
-        names = [s.name for s in self.stages]
-        if stage not in names:
-            raise KeyError(f"no stage {stage!r} (stages: {names})")
-        return sum(self.stage_epochs[: names.index(stage)])
 
 
 @dataclass

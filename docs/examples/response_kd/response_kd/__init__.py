@@ -1,8 +1,8 @@
 """Example stereodistill plugin: the hooks that register a method, a dataset and a metric.
 
 Each ``harness_register_*`` hook receives a ``register`` callback and calls it once per thing
-it contributes. Classes may be given as ``"module:Class"`` references, imported only when a run
-builds them, so ``harness list`` stays fast.
+it contributes. Classes and functions are given as ``"module:attribute"`` references, imported
+only when a run uses them, so ``harness list`` does not import torch for this plugin.
 """
 from pathlib import Path
 
@@ -19,10 +19,16 @@ def harness_register_methods(register):
              config=str(CONFIGS / "response_kd.py"))
 
 
+def prepare(data_cfg: dict, cache_dir, progress=None) -> Path:
+    """Makes the data available when no ``--data-root`` is given. Nothing to generate here (the
+    scenes are rendered on the fly): the root is a folder in the cache."""
+    root = Path(cache_dir) / "planes"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 @hookimpl
 def harness_register_datasets(register):
-    from .dataset import prepare
-
     register("planes", f"{__name__}.dataset:PlanesDataset",
              description="Two-plane stereo scenes (ground, wall, a box) rendered exactly in both views",
              prepare=prepare, config=str(CONFIGS / "planes.py"))
@@ -30,6 +36,4 @@ def harness_register_datasets(register):
 
 @hookimpl
 def harness_register_metrics(register):
-    from .metric import abs_log
-
-    register("abs_log", abs_log, description="mean |log pred - log gt| over valid pixels", lower_is_better=True)
+    register("abs_log", f"{__name__}.metric:abs_log", description="mean |log pred - log gt| over valid pixels", lower_is_better=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,13 +22,6 @@ from harness.data.sample_ops import draw_flip
 BASELINE = 0.54
 FLIP_MODES = (None, "mirror", "swap")
 _SPLIT_ID = {"train": 0, "val": 1, "test": 2}
-
-
-def prepare(data_cfg: dict, cache_dir: Path, progress=None) -> Path:
-    """Nothing to generate (samples are rendered on the fly): the root is a folder in the cache."""
-    root = Path(cache_dir) / "planes"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 class PlanesDataset(Dataset):
