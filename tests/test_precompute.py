@@ -62,3 +62,27 @@ def test_unknown_teacher_output_is_named(root, tmp_path):
     ds = SynthDataset(root, "val", need={"image", "meta"})
     with pytest.raises(HarnessError, match="no output 'aux:uncertainty'"):
         precompute_split(RampTeacher(), ds, {"x": "aux:uncertainty"}, tmp_path / "p")
+
+
+def test_a_stereo_teacher_precomputes_on_canonical_pairs(root, tmp_path):
+    """A right-camera split line's partner (the left camera) lies on the left: the stereo teacher
+    gets the mirrored, canonical pair and its maps are mirrored back to the sample's frame."""
+    lines = (root / "splits" / "train_files.txt").read_text().split("\n")
+    split = tmp_path / "right_files.txt"
+    split.write_text("\n".join(line[:-1] + "r" for line in lines if line.strip()) + "\n")
+    need = {"image", "image_right", "meta"}
+    ds = SynthDataset(root, str(split), need=need)
+    seen = []
+
+    class StereoRamp(RampTeacher):
+        input_keys = frozenset(need)
+
+        def forward(self, batch):
+            seen.append(batch["image"])
+            return super().forward(batch)
+
+    precompute_split(StereoRamp(), ds, {"proxy_disp": "disp"}, tmp_path / "pre", batch_size=2)
+    assert torch.equal(seen[0][0], ds[0]["image"].flip(-1))
+    stored = WithPrecomputed(ds, {"proxy_disp": tmp_path / "pre"})[0]["proxy_disp"][0, 0]
+    expected = torch.arange(96, dtype=torch.float32).div(8).flip(-1)
+    assert torch.allclose(stored, torch.round(expected * 256) / 256)

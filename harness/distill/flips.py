@@ -30,7 +30,8 @@ from torch import Tensor
 
 from harness.types import DepthOutput
 
-__all__ = ["canonical", "flip_where", "mirror_back", "mirror_intrinsics", "partner_on_left", "run_canonical"]
+__all__ = ["canonical", "flip_where", "mirror_back", "mirror_intrinsics", "partner_on_left", "reads_pair",
+           "run_canonical"]
 
 #: batch keys holding ``B x ... x H x W`` maps that follow the image when it is mirrored
 IMAGE_KEYS = ("image", "image_right", "depth_gt", "depth_gt_mask", "semantic", "pseudo_depth",
@@ -142,6 +143,13 @@ def mirror_back(output: _T, mask: Tensor) -> _T:
         return flip_where(t, mask) if t.dim() >= 3 and t.shape[0] == b else t
 
     return back(output) if torch.is_tensor(output) else output.map(back)
+
+
+def reads_pair(model, batch: Mapping[str, Any]) -> bool:
+    """Whether ``model`` is a stereo network: its ``input_keys`` include ``image_right`` (one
+    that declares no ``input_keys``: whether ``batch`` has that view)."""
+    keys = getattr(model, "input_keys", None)
+    return "image_right" in (batch if keys is None else keys)
 
 
 def run_canonical(model, batch: Mapping[str, Any]) -> DepthOutput:

@@ -16,11 +16,6 @@ from harness.distill import flips
 from harness.types import DepthOutput, LossDict, Needs, RunInfo, Stage, StepContext
 
 
-def _reads_pair(teacher: nn.Module, batch: dict[str, Any]) -> bool:
-    keys = getattr(teacher, "input_keys", None)
-    return "image_right" in (batch if keys is None else keys)
-
-
 class Strategy(nn.Module):
     """Base class: override the class attributes and :meth:`compute_loss` at least.
 
@@ -136,7 +131,7 @@ class Strategy(nn.Module):
         """
         if teacher is None:
             return None
-        if self.teacher_mode == "frozen" and _reads_pair(teacher, batch):
+        if self.teacher_mode == "frozen" and flips.reads_pair(teacher, batch):
             with torch.no_grad():
                 return flips.run_canonical(teacher, batch)
         if self.teacher_mode in ("frozen", "snapshot", "ema"):

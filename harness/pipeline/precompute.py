@@ -24,6 +24,7 @@ from filelock import FileLock
 from torch.utils.data import Dataset
 
 from harness.data import formats
+from harness.distill import flips
 from harness.errors import HarnessError
 from harness.types import DepthOutput
 
@@ -81,7 +82,8 @@ def precompute_split(
             samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
             batch = torch.utils.data.default_collate(samples)
             batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
-            out = teacher(batch)
+            # a stereo teacher sees canonical pairs (a right-camera split line's partner lies on the left)
+            out = flips.run_canonical(teacher, batch) if flips.reads_pair(teacher, batch) else teacher(batch)
             for key, what in spec.items():
                 maps = teacher_output(out, what).float().cpu().numpy()
                 for j, sample in enumerate(samples):
