@@ -73,7 +73,7 @@ def _is_options(target: str) -> bool:
     return "=" in target
 
 
-def _profile_name(target: str, profile: str) -> str:
+def _control_profile(target: str, profile: str) -> str:
     return f"{profile}_control" if _is_options(target) else target.replace("{profile}", profile)
 
 
@@ -94,8 +94,8 @@ def declared_control(catalog, method: str, profile: str) -> dict[str, str] | Non
     if kind == SELF:
         if _is_control_profile(target, profile):
             return None
-        return {"method": method, "profile": _profile_name(target, profile)}
-    return {"method": kind, "profile": _profile_name(target, profile)}
+        return {"method": method, "profile": _control_profile(target, profile)}
+    return {"method": kind, "profile": _control_profile(target, profile)}
 
 
 def profile_name(config: str | None) -> str:

@@ -32,7 +32,6 @@ class StagePlan:
 
     name: str
     epochs: int
-    iters_per_epoch: int
     lr: float
     offset_epochs: int = 0
     offset_iters: int = 0
@@ -55,7 +54,7 @@ def plan_stages(stages, epochs: list[int], iters_per_epoch: list[int], lrs: list
                                f"{stages[head].name!r} (lr {lrs[head]:g}) but sets its own lr {stage.lr:g}")
         members = [j for j, h in enumerate(heads) if h == head]
         out.append(StagePlan(
-            name=stage.name, epochs=epochs[i], iters_per_epoch=iters_per_epoch[i], lr=lrs[head],
+            name=stage.name, epochs=epochs[i], lr=lrs[head],
             offset_epochs=sum(epochs[j] for j in members if j < i),
             offset_iters=sum(epochs[j] * iters_per_epoch[j] for j in members if j < i),
             span_epochs=sum(epochs[j] for j in members),

@@ -298,7 +298,7 @@ def run_stage(
         model.use_channels_last()
     optim_wrapper = build_optim_wrapper(model, schedule, lr, param_groups, device)
     if plan is None:
-        plan = StagePlan(stage_label, epochs, iters_per_epoch, lr, span_epochs=epochs, span_iters=epochs * iters_per_epoch)
+        plan = StagePlan(stage_label, epochs, lr, span_epochs=epochs, span_iters=epochs * iters_per_epoch)
     schedule_hook = ContinueScheduleHook(previous_optimizer if plan.continues else None, plan)
     val_interval = int(schedule.get("val_interval", epochs)) or epochs
     loader = dict(
