@@ -1,4 +1,4 @@
-"""``harness data``: synth, export-gt, check, corrupt."""
+"""``harness data``: synth, export-gt, check, stats, corrupt."""
 from __future__ import annotations
 
 import sys
@@ -29,6 +29,13 @@ def register(sub) -> None:
     chk.add_argument("--data-root", required=True)
     split_options(chk)
 
+    sta = dsub.add_parser("stats", help="per-split scene statistics: frames, drives, near-pixel share, class shares, "
+                          "depth quantiles, and whether the splits agree within the stated tolerance")
+    sta.add_argument("--dataset", default="synth", help="dataset name (default synth)")
+    sta.add_argument("--data-root", help="dataset root (default for synth: the benchmark set, generated into the cache)")
+    sta.add_argument("--splits", default="train,val,test", help="config split keys, comma-separated (default all three)")
+    sta.add_argument("--json", metavar="OUT", help="also write the statistics to this JSON file ('-': stdout only)")
+
     cor = dsub.add_parser("corrupt", help="KITTI-C-style corruptions: one image (--input) or a whole split "
                           "(--dataset, RoboDepth layout)")
     src = cor.add_mutually_exclusive_group(required=True)
@@ -46,7 +53,7 @@ def register(sub) -> None:
     cor.add_argument("--overwrite", action="store_true", help="--dataset: rewrite existing files")
     split_options(cor)
     for parser, handler in ((syn, cmd_data_synth), (exp, cmd_data_export_gt), (chk, cmd_data_check),
-                            (cor, cmd_data_corrupt)):
+                            (sta, cmd_data_stats), (cor, cmd_data_corrupt)):
         parser.set_defaults(handler=handler)
 
 
@@ -88,6 +95,72 @@ def cmd_data_check(args) -> int:
     return 0 if report.evaluable else 1
 
 
+def cmd_data_stats(args) -> int:
+    import json
+
+    from harness.data import formats
+    from harness.data.access import open_split
+    from harness.data.stats import TOLERANCE, balance_report, format_stats, split_stats
+    from harness.errors import HarnessError
+    from harness.pipeline.train import progress_callback
+
+    host = plugin_host()
+    root, _ = _dataset_root(host, args.dataset, args.data_root)
+    roles = [r.strip() for r in args.splits.split(",") if r.strip()]
+    bad = [r for r in roles if r not in ("train", "val", "test")]
+    if bad or not roles:
+        raise HarnessError(f"option --splits {args.splits}: give train, val and/or test, comma-separated")
+    cls = host.catalog.get("datasets", args.dataset).obj
+    semantic = "semantic" in getattr(cls, "provides", ())
+    need = frozenset({"meta", "semantic"} if semantic else {"meta"})
+    stats = {}
+    for role in roles:
+        ds = open_split(args.dataset, root, role=role, need=need, host=host).dataset
+        labels = getattr(ds, "labels", None) if semantic else None
+        stats[role] = split_stats(ds, labels=labels, progress=progress_callback(f"stats {role}"))
+    problems = balance_report(stats)
+    record = {"dataset": args.dataset, "root": str(root), "splits": stats, "tolerance": TOLERANCE,
+              "balance_problems": problems}
+    if args.json == "-":
+        sys.stdout.write(json.dumps(record, indent=2) + "\n")
+        return 0
+    sys.stdout.write(f"{args.dataset} under {root}\n" + format_stats(stats))
+    if len(stats) > 1:
+        if problems:
+            print("splits differ beyond the tolerance:")
+            for line in problems:
+                print(f"  {line}")
+        else:
+            print(f"splits agree within the tolerance (near share +-{TOLERANCE['near_share_rel']:.0%} of the mean, "
+                  f"class shares +-{TOLERANCE['class_share_abs']:.2f})")
+    if args.json:
+        formats.atomic_write_bytes(Path(args.json), (json.dumps(record, indent=2) + "\n").encode())
+        print(f"statistics -> {args.json}")
+    return 0
+
+
+def _dataset_root(host, name: str, data_root):
+    """``--data-root`` (checked) or, for a dataset that generates itself (synth), its cached
+    set for the dataset config; returns ``(root, data config)``."""
+    from harness.config.loader import CONFIG_DIR, load_file
+    from harness.errors import HarnessError
+    from harness.pipeline.teacher_cache import cache_root
+    from harness.pipeline.train import progress_callback
+
+    entry = host.catalog.get("datasets", name)
+    cfg_file = entry.extra.get("config") or str(CONFIG_DIR / "_base_" / "datasets" / "synth.py")
+    data = load_file(cfg_file, "dataset config").to_dict()["data"]
+    if data_root:
+        root = Path(data_root)
+        if not root.is_dir():
+            raise HarnessError(f"option --data-root {root}: no such directory")
+    elif entry.extra.get("prepare") is not None:
+        root = entry.extra["prepare"](data, cache_root(None), progress_callback("data"))
+    else:
+        raise HarnessError(f"dataset {name!r} needs --data-root")
+    return root, data
+
+
 def cmd_data_corrupt(args) -> int:
     """``harness data corrupt``: one image, its picture, or a split."""
     from harness.data import corruptions, formats
@@ -127,25 +200,13 @@ def cmd_data_corrupt(args) -> int:
 
 
 def _data_corrupt_dataset(args, conds) -> int:
-    from harness.config.loader import CONFIG_DIR, load_file
     from harness.data.corrupted_views import BASE_OF, export_corrupted
     from harness.errors import HarnessError
-    from harness.pipeline.teacher_cache import cache_root
     from harness.pipeline.train import progress_callback
 
     name = BASE_OF.get(args.dataset, args.dataset)
     host = plugin_host()
-    entry = host.catalog.get("datasets", name)
-    cfg_file = entry.extra.get("config") or str(CONFIG_DIR / "_base_" / "datasets" / "synth.py")
-    data = load_file(cfg_file, "dataset config").to_dict()["data"]
-    if args.data_root:
-        root = Path(args.data_root)
-        if not root.is_dir():
-            raise HarnessError(f"option --data-root {root}: no such directory")
-    elif entry.extra.get("prepare") is not None:
-        root = entry.extra["prepare"](data, cache_root(None), progress_callback("data"))
-    else:
-        raise HarnessError(f"dataset {name!r} needs --data-root")
+    root, data = _dataset_root(host, name, args.data_root)
     h, w = data["input_size"]
     h, w = args.height or h, args.width or w
     if h <= 0 or w <= 0:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data import formats
+from harness.data import formats, oxts, synth_splits
 
 __all__ = [
     "GENERATOR",
@@ -62,7 +62,7 @@ __all__ = [
 
 GENERATOR = "stereodistill.synth"
 #: Bump when the output of a given seed changes (cache keys include it via synth.json).
-VERSION = "1"
+VERSION = "2"
 #: Recording "date" of every synthetic drive (KITTI's date-folder level).
 DATE = "2000_01_01"
 CALIB_TIME = "01-Jan-2000 12:00:00"
@@ -250,8 +250,10 @@ _EDGES = np.array([(i, i | (1 << k)) for i in range(8) for k in range(3) if not 
 class DriveScene:
     """One procedurally generated drive: the static street scene and the ego trajectory.
 
-    Everything is drawn from ``np.random.default_rng([seed, drive_index])``, so a drive does
-    not depend on any other drive. ``poses[t]`` is the left camera's camera-to-world matrix.
+    Everything is drawn from ``np.random.default_rng([seed, drive_index])`` (attempt 0) or
+    ``default_rng([seed, drive_index, attempt])`` (a redraw, see :mod:`.synth_splits`), so a
+    drive does not depend on any other drive. ``poses[t]`` is the left camera's
+    camera-to-world matrix.
     """
 
     #: Texture pre-filter width in pixels: patterns are box-filtered over AA pixel footprints
@@ -267,9 +269,10 @@ class DriveScene:
         camera: Camera,
         sensor_noise: float = 0.0,
         yaw: bool = True,
+        attempt: int = 0,
     ):
-        if seed < 0 or drive_index < 0:
-            raise ValueError("seed and drive_index must be non-negative integers")
+        if seed < 0 or drive_index < 0 or attempt < 0:
+            raise ValueError("seed, drive_index and attempt must be non-negative integers")
         if n_frames < 1:
             raise ValueError("a drive needs at least one frame")
         self.seed = int(seed)
@@ -277,7 +280,9 @@ class DriveScene:
         self.n_frames = int(n_frames)
         self.camera = camera
         self.sensor_noise = float(sensor_noise)
-        rng = np.random.default_rng([self.seed, self.drive_index])
+        self.attempt = int(attempt)
+        key = [self.seed, self.drive_index] + ([self.attempt] if self.attempt else [])
+        rng = np.random.default_rng(key)
         self._noise = _ValueNoise(rng)
         self._layout(rng, yaw)
         self._rays = np.ascontiguousarray(camera.rays().T)  # 3 x P
@@ -847,12 +852,33 @@ def _assign_splits(n_drives: int, fractions) -> list[str]:
     return [name for name, c in zip(names, counts) for _ in range(c)]
 
 
-def _write_drive(out_dir, seed, k, n, split, height, width, sensor_noise):
+def _probe(seed: int, k: int, n: int, height: int, width: int, eval_per_drive: int) -> dict:
+    """Draw drive ``k`` (redrawing a degenerate one) and return its attempt and probe stats:
+    its evaluation frames at a quarter of the resolution (:mod:`.synth_splits`)."""
+    small = Camera.for_size(max(2, height // 4), max(2, width // 4))
+    frames = synth_splits.eval_frames(n, eval_per_drive)
+    best = None
+    for attempt in range(synth_splits.MAX_ATTEMPTS):
+        scene = DriveScene(seed, k, n, small, attempt=attempt)
+        stats = np.mean([synth_splits.frame_stats(r["depth"], r["semantic"])
+                         for r in (scene.render(t) for t in frames)], axis=0)
+        if best is None or stats[0] < best["stats"][0]:
+            best = {"attempt": attempt, "stats": stats}
+        if stats[0] <= synth_splits.MAX_DRIVE_NEAR:
+            break
+    return best
+
+
+def _probe_job(job) -> dict:
+    return _probe(*job)
+
+
+def _write_drive(out_dir, seed, k, n, split, height, width, sensor_noise, attempt=0):
     """Render and write drive ``k`` (a generator: yields after each frame)."""
     out = Path(out_dir)
     camera = Camera.for_size(height, width)
     name = drive_name(k)
-    scene = DriveScene(seed, k, n, camera, sensor_noise=sensor_noise)
+    scene = DriveScene(seed, k, n, camera, sensor_noise=sensor_noise, attempt=attempt)
     ddir = out / DATE / name
     gt_dir = out / "data_depth_annotated" / ("train" if split == "train" else "val") / name
     gt_dir = gt_dir / "proj_depth" / "groundtruth"
@@ -870,10 +896,19 @@ def _write_drive(out_dir, seed, k, n, split, height, width, sensor_noise):
         )
         yield t
     formats.write_poses(ddir / "poses.txt", scene.poses)
+    oxts.write_drive_oxts(ddir, k, scene.poses, DATE, VELO_R, VELO_T)
 
 
 def _write_drive_all(job) -> int:
     return sum(1 for _ in _write_drive(*job))
+
+
+def _map(fn, jobs, workers):
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(fn, jobs)
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        yield from pool.map(fn, jobs)
 
 
 def generate(
@@ -887,24 +922,35 @@ def generate(
     progress: Callable[[int, int], None] | None = None,
     sensor_noise: float = 0.0,
     workers: int = 1,
+    eval_frames_per_drive: int = 4,
+    balance: bool = True,
 ) -> dict:
     """Generate ``frames`` stereo frames in KITTI raw layout under ``out_dir``; returns stats.
 
     Layout (drive ``k`` = ``2000_01_01_drive_{k+1:04d}_sync``)::
 
-        2000_01_01/calib_cam_to_cam.txt, calib_velo_to_cam.txt
+        2000_01_01/calib_cam_to_cam.txt, calib_velo_to_cam.txt, calib_imu_to_velo.txt
         2000_01_01/<drive>/image_02/data/%010d.png, image_03/data/%010d.png   (RGB)
         2000_01_01/<drive>/velodyne_points/data/%010d.bin
+        2000_01_01/<drive>/oxts/data/%010d.txt  (GPS/IMU packets from the poses, harness.data.oxts)
+        2000_01_01/<drive>/{image_02,image_03,velodyne_points,oxts}/timestamps.txt   (10 Hz)
         2000_01_01/<drive>/semantic/image_02/data/%010d.png (+ image_03)     (uint8 labels)
         2000_01_01/<drive>/poses.txt            (left camera-to-world, KITTI odometry format)
         data_depth_annotated/{train,val}/<drive>/proj_depth/groundtruth/image_02/%010d.png
                                                  (+ image_03; dense depth, uint16 / 256)
-        splits/{train,val,test}_files.txt       ("<date>/<drive> <frame> l", inner frames only)
-        synth.json                               (written last: parameters, seed, counts)
+        splits/{train,val,test}_files.txt       ("<date>/<drive> <frame> l")
+        synth.json                               (written last: parameters, seed, drives, counts)
 
-    Drives are ``ceil(frames / frames_per_drive)``; the last one may be shorter. Drives are
-    assigned to splits contiguously (train first), so no drive is in two splits. Depth of
-    train drives goes under ``train``, of val and test drives under ``val``.
+    Drives are ``ceil(frames / frames_per_drive)``; the last one may be shorter. Each split
+    gets its largest-remainder share of ``split_fractions`` of the drives; no drive is in two
+    splits. Train lists every inner frame (both temporal neighbours exist); val and test list
+    ``eval_frames_per_drive`` evenly spaced inner frames per drive (0: all), so an evaluation
+    split has no runs of near-duplicate frames. Before rendering, every drive is probed cheaply
+    and degenerate drives are drawn again; with ``balance`` and at least two val and two test
+    drives, drives are assigned to splits so that the split means of the probe statistics
+    (near-pixel share, class shares) match (:mod:`harness.data.synth_splits`); otherwise train
+    takes the first drives, then val, then test. Depth of train drives goes under ``train``, of
+    val and test drives under ``val``.
 
     ``sensor_noise`` adds Gaussian noise (std in 8-bit levels) independently to every image
     (default 0: views are exactly consistent). ``workers > 1`` renders drives in that many
@@ -913,28 +959,43 @@ def generate(
     """
     if frames < 1 or frames_per_drive < 1:
         raise ValueError("frames and frames_per_drive must be >= 1")
+    if eval_frames_per_drive < 0:
+        raise ValueError("eval_frames_per_drive must be >= 0")
     t_start = time.perf_counter()
     out = Path(out_dir)
     camera = Camera.for_size(height, width)
     n_drives = math.ceil(frames / frames_per_drive)
-    assignment = _assign_splits(n_drives, split_fractions)
+    lengths = [min(frames_per_drive, frames - k * frames_per_drive) for k in range(n_drives)]
+    contiguous = _assign_splits(n_drives, split_fractions)
+    counts_by_split = tuple(contiguous.count(s) for s in ("train", "val", "test"))
     # a stale synth.json must not vouch for a half-written set: it is rewritten last
     (out / "synth.json").unlink(missing_ok=True)
     date_dir = out / DATE
     formats.write_calib(date_dir / "calib_cam_to_cam.txt", _calib_cam_to_cam(camera))
     formats.write_calib(date_dir / "calib_velo_to_cam.txt", _calib_velo_to_cam())
+    formats.write_calib(date_dir / "calib_imu_to_velo.txt", oxts.calib_imu_to_velo(CALIB_TIME))
+
+    t_probe = time.perf_counter()
+    probes = list(_map(_probe_job, [(seed, k, n, height, width, eval_frames_per_drive)
+                                    for k, n in enumerate(lengths)], workers))
+    stats = np.array([p["stats"] for p in probes])
+    if balance and min(counts_by_split[1:]) >= 2:
+        assignment = synth_splits.balanced_assignment(stats, counts_by_split)
+    else:
+        assignment = contiguous
+    probe_seconds = time.perf_counter() - t_probe
 
     split_rows: dict[str, list[tuple[str, int, str]]] = {"train": [], "val": [], "test": []}
     drives: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     frame_counts = {"train": 0, "val": 0, "test": 0}
     jobs = []
-    for k in range(n_drives):
-        n = min(frames_per_drive, frames - k * frames_per_drive)
+    for k, n in enumerate(lengths):
         split = assignment[k]
         drives[split].append(drive_name(k))
         frame_counts[split] += n
-        split_rows[split].extend((f"{DATE}/{drive_name(k)}", t, "l") for t in range(1, n - 1))
-        jobs.append((str(out), seed, k, n, split, height, width, float(sensor_noise)))
+        listed = range(1, n - 1) if split == "train" else synth_splits.eval_frames(n, eval_frames_per_drive)
+        split_rows[split].extend((f"{DATE}/{drive_name(k)}", t, "l") for t in listed)
+        jobs.append((str(out), seed, k, n, split, height, width, float(sensor_noise), probes[k]["attempt"]))
 
     done = 0
     if workers <= 1 or len(jobs) <= 1:
@@ -944,11 +1005,10 @@ def generate(
                 if progress is not None:
                     progress(done, frames)
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            for n in pool.map(_write_drive_all, jobs):
-                done += n
-                if progress is not None:
-                    progress(done, frames)
+        for n in _map(_write_drive_all, jobs, workers):
+            done += n
+            if progress is not None:
+                progress(done, frames)
 
     for split, rows in split_rows.items():
         formats.write_split(out / "splits" / f"{split}_files.txt", rows)
@@ -966,6 +1026,10 @@ def generate(
             "width": int(width),
             "frames_per_drive": int(frames_per_drive),
             "split_fractions": [float(x) for x in split_fractions],
+            "eval_frames_per_drive": int(eval_frames_per_drive),
+            "balance": bool(balance),
+            "max_drive_near": synth_splits.MAX_DRIVE_NEAR,
+            "near_m": synth_splits.NEAR_M,
             "sensor_noise": float(sensor_noise),
             "baseline": BASELINE,
             "camera_height": CAMERA_HEIGHT,
@@ -979,6 +1043,12 @@ def generate(
         "labels": {str(k): v for k, v in LABELS.items()},
         "drives": drives,
         "counts": counts,
+        # per drive: split, draw attempt, probe statistics (synth_splits.BALANCE_STATS)
+        "probes": {
+            drive_name(k): {"split": assignment[k], "attempt": int(p["attempt"]),
+                            **{name: round(float(v), 6) for name, v in zip(synth_splits.BALANCE_STATS, p["stats"])}}
+            for k, p in enumerate(probes)
+        },
     }
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     formats.atomic_write_bytes(out / "synth.json", text.encode())
@@ -988,6 +1058,8 @@ def generate(
         "frames": int(frames),
         "drives": n_drives,
         "seconds": seconds,
+        "probe_seconds": probe_seconds,
+        "redrawn": sum(1 for p in probes if p["attempt"] > 0),
         "frames_per_second": frames / seconds if seconds > 0 else float("inf"),
         "counts": counts,
         "fingerprint": fingerprint(out),

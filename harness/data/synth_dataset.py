@@ -26,6 +26,7 @@ A split line with side ``r`` targets ``image_03`` with ``image_02`` as partner (
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -146,6 +147,14 @@ class SynthDataset(StereoFrameDataset):
         meta = self.root / "synth.json"
         origin = hashlib.sha256(meta.read_bytes()).hexdigest() if meta.is_file() else str(self.root.resolve())
         return hashlib.sha256(f"{origin}:{self.split_hash}".encode()).hexdigest()[:16]
+
+    @property
+    def labels(self) -> dict[int, str] | None:
+        """Semantic label id -> name, from the generator's ``synth.json`` (``None`` without it)."""
+        meta = self.root / "synth.json"
+        if not meta.is_file():
+            return None
+        return {int(k): v for k, v in json.loads(meta.read_text(encoding="utf-8")).get("labels", {}).items()} or None
 
     @property
     def native_size(self) -> tuple[int, int]:

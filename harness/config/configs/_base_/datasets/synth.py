@@ -2,7 +2,11 @@
 data = dict(
     dataset="synth",
     root=None,  # None: generate into <cache_dir>/synth/<hash of generate>
-    generate=dict(frames=900, height=96, width=320, frames_per_drive=20, seed=0),
+    # v2 benchmark: 84 drives of 20 frames, 36 train / 24 val / 24 test, drives assigned so that the
+    # splits' scene statistics match (`harness data stats`); val/test list 4 evenly spaced frames
+    # per drive (96 frames from 24 drives each), train every inner frame (648)
+    generate=dict(frames=1680, height=96, width=320, frames_per_drive=20, split_fractions=(3, 2, 2),
+                  eval_frames_per_drive=4, seed=0),
     input_size=(96, 320),  # network input H, W (multiples of 32)
     train=dict(split="train", flip_mode="mirror", gt_source="dense"),
     val=dict(split="val", gt_source="dense"),
