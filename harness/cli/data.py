@@ -17,6 +17,11 @@ def register(sub) -> None:
     syn.add_argument("--width", type=int, default=320)
     syn.add_argument("--frames-per-drive", type=int, default=20)
     syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--split-fractions", default="3,2,2", metavar="TRAIN,VAL,TEST",
+                     help="shares of the drives per split (default 3,2,2: the benchmark's 36/24/24 of 84)")
+    syn.add_argument("--eval-frames-per-drive", type=int, default=4,
+                     help="evenly spaced frames listed per val/test drive (default 4; 0: every inner frame)")
+    syn.add_argument("--workers", type=int, default=1, help="processes rendering drives (same bytes; default 1)")
 
     exp = dsub.add_parser("export-gt", help="write a split's evaluation GT to a no-pickle .npz (one array per frame)")
     exp.add_argument("--dataset", required=True, help="kitti or drivingstereo")
@@ -66,13 +71,28 @@ def cmd_data_synth(args) -> int:
         raise HarnessError(f"option --frames: must be >= 1, got {args.frames}")
     if args.height % 32 or args.width % 32 or args.height <= 0 or args.width <= 0:
         raise HarnessError(f"options --height/--width: {args.height}x{args.width} must be positive multiples of 32")
+    try:
+        fractions = tuple(float(x) for x in args.split_fractions.split(","))
+    except ValueError:
+        fractions = ()
+    if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
+        raise HarnessError(f"option --split-fractions {args.split_fractions}: give three non-negative numbers "
+                           "TRAIN,VAL,TEST, not all zero")
+    if args.eval_frames_per_drive < 0:
+        raise HarnessError(f"option --eval-frames-per-drive: must be >= 0, got {args.eval_frames_per_drive}")
+    if args.workers < 1:
+        raise HarnessError(f"option --workers: must be >= 1, got {args.workers}")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise HarnessError(f"option --out {out}: directory exists and is not empty")
     stats = synth.generate(out, frames=args.frames, seed=args.seed, height=args.height, width=args.width,
-                           frames_per_drive=args.frames_per_drive, progress=progress_callback("synth"))
+                           frames_per_drive=args.frames_per_drive, split_fractions=fractions,
+                           eval_frames_per_drive=args.eval_frames_per_drive, workers=args.workers,
+                           progress=progress_callback("synth"))
+    c = stats["counts"]
     print(f"wrote {stats['frames']} frames to {out} in {stats['seconds']:.1f}s "
-          f"({stats['frames_per_second']:.1f} frames/s)")
+          f"({stats['frames_per_second']:.1f} frames/s): "
+          + ", ".join(f"{s} {c[s]['samples']} frames of {c[s]['drives']} drives" for s in ("train", "val", "test")))
     return 0
 
 

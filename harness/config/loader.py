@@ -8,9 +8,10 @@ another dataset (its ``data`` section *replaces* the default one, its other sect
 mmengine Python config and may use ``_base_`` itself.
 
 A harness profile (``--quick``, or a bundled profile named by ``--config NAME``) sets only
-*knobs*: the schedule, the size of generated data and of the network input, logging, and
-``width_mult``, a width multiplier applied to ``base_width`` of the student and the teacher when
-the layers are merged (it is consumed: the resolved config holds the scaled widths). It never
+*knobs*: the schedule, the size of generated data and of the network input, the supervision
+regime (``data.supervision``), logging, and ``width_mult``, a width multiplier applied to
+``base_width`` of the student and the teacher when the layers are merged (it is consumed: the
+resolved config holds the scaled widths). It never
 sets ``method``, ``student`` or ``teacher``: the models are the method's. A profile's
 ``data.generate`` is dropped for a dataset that is not generated (no ``data.generate``).
 """

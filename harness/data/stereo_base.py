@@ -46,6 +46,10 @@ __all__ = [
 OTHER = {"l": "r", "r": "l"}
 _MIRROR = np.diag([-1.0, 1.0, 1.0, 1.0])
 FLIP_MODES = (None, "mirror", "swap")
+#: what the ``depth_gt`` key of a training split holds (``data.supervision``): the dataset's GT,
+#: a sparse Velodyne-like projection (``_sparse_gt``), or nothing (the key is not provided)
+SUPERVISION = ("dense", "sparse", "none")
+_GT_KEYS = frozenset({"depth_gt", "depth_gt_mask"})
 
 
 class DatasetOptionError(HarnessError, ValueError):
@@ -173,7 +177,12 @@ class StereoFrameDataset(Dataset):
         ``_native_size(frame)`` -> ``(H, W)`` of the native images;
         ``_cam_x(frame)`` -> ``{"l": x, "r": x}`` camera positions (m) along the rectified x axis;
         ``_gt(frame, side)`` -> native ``float32 HxW`` GT depth (0 = invalid) of that camera;
-        ``_extra_items(frame, side, flip, size)`` -> further batch keys (default none).
+        ``_extra_items(frame, side, flip, size)`` -> further batch keys (default none);
+        ``_sparse_gt(frame, side)`` -> native sparse training GT (only for ``supervision="sparse"``).
+
+    ``supervision`` (``data.supervision`` of the training split): ``"dense"`` — ``depth_gt`` is
+    ``_gt``; ``"sparse"`` — ``depth_gt`` is ``_sparse_gt`` (zeros invalid); ``"none"`` — no
+    ``depth_gt``/``depth_gt_mask``. :meth:`eval_gt` is always ``_gt``.
     """
 
     name = "stereo"
@@ -181,7 +190,14 @@ class StereoFrameDataset(Dataset):
         {"image", "image_right", "frames", "K", "K_inv", "baseline", "T_l2r", "depth_gt", "depth_gt_mask", "meta"}
     )
 
-    def _init_common(self, height, width, need, seed, flip_mode, flip_prob) -> None:
+    def _init_common(self, height, width, need, seed, flip_mode, flip_prob, supervision: str = "dense") -> None:
+        if supervision not in SUPERVISION:
+            raise DatasetOptionError(f"{self.name}: supervision must be one of {SUPERVISION}, got {supervision!r}")
+        if supervision == "sparse" and type(self)._sparse_gt is StereoFrameDataset._sparse_gt:
+            raise DatasetOptionError(f"{self.name}: supervision 'sparse' is not available for this dataset")
+        self.supervision = supervision
+        if supervision == "none":
+            self.provides = frozenset(self.provides - _GT_KEYS)
         if flip_mode not in FLIP_MODES:
             raise DatasetOptionError(f"{self.name}: flip_mode must be None, 'mirror' or 'swap', got {flip_mode!r}")
         if (height is None) != (width is None):
@@ -193,8 +209,11 @@ class StereoFrameDataset(Dataset):
         need = self.provides if need is None else frozenset(need)
         unknown = need - self.provides
         if unknown:
+            why = ""
+            if unknown & _GT_KEYS and supervision == "none":
+                why = " (data.supervision='none' withholds the training GT)"
             raise DatasetOptionError(
-                f"dataset {self.name!r} cannot provide {sorted(unknown)}; it provides {sorted(self.provides)}"
+                f"dataset {self.name!r} cannot provide {sorted(unknown)}{why}; it provides {sorted(self.provides)}"
             )
         self.need = need | {"meta"}
         self.flip_mode = flip_mode
@@ -302,7 +321,7 @@ class StereoFrameDataset(Dataset):
                     T = _MIRROR @ T @ _MIRROR
                 out["T_l2r"] = torch.from_numpy(T.astype(np.float32))
         if "depth_gt" in need or "depth_gt_mask" in need:
-            gt = self._resize_nearest(self._gt(fr, tgt), size)
+            gt = self._resize_nearest(self._train_gt(fr, tgt), size)
             if flip:
                 gt = gt[:, ::-1]
             gt = np.ascontiguousarray(gt, dtype=np.float32)[None]
@@ -331,6 +350,13 @@ class StereoFrameDataset(Dataset):
     def _extra_items(self, fr: Frame, side: str, flip: bool, size: tuple[int, int]) -> dict:
         return {}
 
+    def _sparse_gt(self, fr: Frame, side: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def _train_gt(self, fr: Frame, side: str) -> np.ndarray:
+        """The GT the ``depth_gt`` key carries under :attr:`supervision`."""
+        return self._sparse_gt(fr, side) if self.supervision == "sparse" else self._gt(fr, side)
+
     # ------------------------------------------------------------------ evaluation helpers
     def eval_gt(self, index: int) -> np.ndarray:
         """Native-resolution GT depth (``float32 HxW``, 0 = invalid) of sample ``index`` for the
@@ -339,7 +365,7 @@ class StereoFrameDataset(Dataset):
         return self._gt(fr, fr.side)
 
     def mean_depth_map(self) -> np.ndarray:
-        """Per-pixel mean of valid GT depth at the output size over at most
+        """Per-pixel mean of valid training GT (:meth:`_train_gt`) at the output size over at most
         ``mean_depth_frames`` evenly spaced samples of the split (all of them when the split is
         smaller); pixels never valid get the global mean. Cached after the first call."""
         if self._mean_depth is None:
@@ -353,7 +379,7 @@ class StereoFrameDataset(Dataset):
             count = np.zeros(size)
             for i in picks:
                 fr = self.frame_at(int(i))
-                gt = self._resize_nearest(self._gt(fr, fr.side), size)
+                gt = self._resize_nearest(self._train_gt(fr, fr.side), size)
                 valid = gt > 0
                 total += np.where(valid, gt, 0.0)
                 count += valid

@@ -44,11 +44,15 @@ from harness.data.stereo_base import (
     read_rgb,
 )
 
-__all__ = ["SynthDataset", "project_velodyne"]
+__all__ = ["SPARSE_LINE_STEP", "SPARSE_POINT_STEP", "SynthDataset", "project_velodyne", "thin_scan"]
 
 _CAM = {"l": 2, "r": 3}
 _MIRROR = np.diag([-1.0, 1.0, 1.0, 1.0])
 GT_SOURCES = ("dense", "velodyne")
+#: sparse supervision keeps every SPARSE_LINE_STEP-th scan line and every SPARSE_POINT_STEP-th
+#: return of a kept line: the written 64-line scan becomes a ~21-line one, ~5 % of the pixels
+SPARSE_LINE_STEP = 3
+SPARSE_POINT_STEP = 2
 
 
 def project_velodyne(
@@ -73,6 +77,18 @@ def project_velodyne(
                           pixel_offset=1 if eigen_offset else 0)
 
 
+def thin_scan(depth: np.ndarray, line_step: int = SPARSE_LINE_STEP, point_step: int = SPARSE_POINT_STEP) -> np.ndarray:
+    """A projected scan (``HxW``, 0 = no return, one scan line per image row) thinned to every
+    ``line_step``-th occupied row and every ``point_step``-th return along a kept row."""
+    rows, cols = np.nonzero(depth)  # row-major: sorted by row, then column
+    lines = np.unique(rows)
+    rank = np.arange(rows.size) - np.searchsorted(rows, rows, side="left")  # index along the line
+    keep = np.isin(rows, lines[::line_step]) & (rank % point_step == 0)
+    out = np.zeros_like(depth)
+    out[rows[keep], cols[keep]] = depth[rows[keep], cols[keep]]
+    return out
+
+
 class SynthDataset(StereoFrameDataset):
     """KITTI-raw-layout stereo/temporal dataset written by :func:`harness.data.synth.generate`.
 
@@ -89,6 +105,11 @@ class SynthDataset(StereoFrameDataset):
         need: batch keys to produce (``None`` = all of :attr:`provides`); files only needed
             for other keys are not read. ``meta`` is always returned.
         seed: seed of the per-sample flip decisions (with the index and :meth:`set_epoch`).
+        supervision: what ``depth_gt`` holds (``data.supervision``, training splits): ``"dense"``
+            (the ``gt_source`` map), ``"sparse"`` (the frame's scan projected at the exact pixel
+            and thinned by :func:`thin_scan`: a Velodyne-like ~5 % of the pixels, each with its
+            exact depth) or ``"none"`` (no ``depth_gt``/``depth_gt_mask``). ``eval_gt`` is
+            always the ``gt_source`` map.
 
     Bad arguments raise :class:`~harness.data.stereo_base.DatasetOptionError` (a
     ``ValueError``), missing files :class:`~harness.data.stereo_base.DatasetFileError` (a
@@ -109,11 +130,12 @@ class SynthDataset(StereoFrameDataset):
         flip_prob: float = 0.5,
         need=None,
         seed: int = 0,
+        supervision: str = "dense",
     ):
         super().__init__()
         if gt_source not in GT_SOURCES:
             raise DatasetOptionError(f"synth: gt_source must be 'dense' or 'velodyne', got {gt_source!r}")
-        self._init_common(height, width, need, seed, flip_mode, flip_prob)
+        self._init_common(height, width, need, seed, flip_mode, flip_prob, supervision)
         self.root = Path(root)
         self.split = split
         self.gt_source = gt_source
@@ -143,10 +165,12 @@ class SynthDataset(StereoFrameDataset):
     @property
     def fingerprint(self) -> str:
         """Identity of the data this split reads (teacher-cache key): the generator's
-        ``synth.json`` digest (or, for a hand-made tree without it, the root path) + split hash."""
+        ``synth.json`` digest (or, for a hand-made tree without it, the root path) + split hash
+        (+ the supervision regime unless dense)."""
         meta = self.root / "synth.json"
         origin = hashlib.sha256(meta.read_bytes()).hexdigest() if meta.is_file() else str(self.root.resolve())
-        return hashlib.sha256(f"{origin}:{self.split_hash}".encode()).hexdigest()[:16]
+        regime = "" if self.supervision == "dense" else f":{self.supervision}"
+        return hashlib.sha256(f"{origin}:{self.split_hash}{regime}".encode()).hexdigest()[:16]
 
     @property
     def labels(self) -> dict[int, str] | None:
@@ -202,14 +226,15 @@ class SynthDataset(StereoFrameDataset):
             self._gt_subset[drive] = subset
         return base / subset / rel
 
-    def _velodyne(self, fr: Frame, side: str) -> np.ndarray:
+    def _velodyne(self, fr: Frame, side: str, eigen_offset: bool = True) -> np.ndarray:
         """The frame's scan projected into camera ``side`` (:func:`project_velodyne`)."""
         cal = self._calib(fr.folder)
         path = self.root / fr.folder / "velodyne_points" / "data" / f"{fr.frame:010d}.bin"
         if not path.is_file():
             raise DatasetFileError(f"{path}: Velodyne scan not found (frame {fr.frame} of {fr.folder})")
         h, w = cal.size
-        return project_velodyne(formats.read_velodyne(path), cal.P(_CAM[side]), cal.R_rect, cal.Tr_velo_to_cam, h, w)
+        return project_velodyne(formats.read_velodyne(path), cal.P(_CAM[side]), cal.R_rect, cal.Tr_velo_to_cam,
+                                h, w, eigen_offset=eigen_offset)
 
     # ------------------------------------------------------------------ StereoFrameDataset hooks
     def _image(self, fr: Frame, side: str, offset: int) -> np.ndarray:
@@ -235,6 +260,9 @@ class SynthDataset(StereoFrameDataset):
                 raise DatasetFileError(f"{path}: annotated depth PNG not found (frame {fr.frame} of {fr.folder})")
             return read_depth_png(path)
         return self._velodyne(fr, side)
+
+    def _sparse_gt(self, fr: Frame, side: str) -> np.ndarray:
+        return thin_scan(self._velodyne(fr, side, eigen_offset=False))
 
     def _extra_items(self, fr: Frame, side: str, flip: bool, size: tuple[int, int]) -> dict:
         out: dict = {}

@@ -104,9 +104,17 @@ class RunContext:
         self.data_cfg = data
         self.timings["data_s"] = time.time() - t
 
+    @property
+    def supervision(self) -> str:
+        """``data.supervision``: what GT the training split gives the GT-supervised losses."""
+        return str(self.data_cfg.get("supervision", "dense"))
+
     def build_dataset(self, split_key: str, need: frozenset[str] | None = None, **overrides):
+        """Build one split; the training split carries ``data.supervision`` when not dense."""
         data = self.data_cfg
         split_cfg = dict(data.get(split_key) or {}, **overrides)
+        if split_key == "train" and self.supervision != "dense":
+            split_cfg.setdefault("supervision", self.supervision)
         h, w = data["input_size"]
         if h % 32 or w % 32:
             raise HarnessError(f"config data.input_size={data['input_size']}: height and width must be multiples of 32")
@@ -150,9 +158,11 @@ class RunContext:
         """Fill a frozen teacher from the cache (training it first on a miss) and freeze it."""
         eval_need = frozenset({"image", "depth_gt", "depth_gt_mask", "meta"})
         keys = frozenset(teacher.input_keys) | eval_need
+        # without training GT (data.supervision='none') the stereo teacher trains self-supervised
+        train_keys = keys - {"depth_gt", "depth_gt_mask"} if self.supervision == "none" else keys
         flip = self.cfg.teacher_train.get("flip_mode", "swap")
         # mirrored-and-swapped pairs are valid stereo pairs; mirrored-only ones are not
-        info = self.train_teacher(teacher, self.build_dataset("train", keys, flip_mode=flip),
+        info = self.train_teacher(teacher, self.build_dataset("train", train_keys, flip_mode=flip),
                                   self.build_dataset("val", keys))
         teacher.eval().requires_grad_(False)
         return info
@@ -353,7 +363,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
             predict_batch = lambda b: eval_teacher(b).depth[0]  # noqa: E731
         metrics["teacher"], per_frame["teacher"] = score_split(
             None, teacher_test, ctx.protocol(teacher_test, "none"), ctx, predict_batch=predict_batch)
-    if cfg.evaluate.get("mean_depth", True):
+    if cfg.evaluate.get("mean_depth", True) and ctx.supervision != "none":  # needs training GT
         mean_map = torch.from_numpy(ctx.build_dataset("train", frozenset({"depth_gt", "depth_gt_mask"})).mean_depth_map())
         metrics["mean_depth"], per_frame["mean_depth"] = score_split(
             lambda x: mean_map.to(x.device).expand(x.shape[0], 1, *mean_map.shape[-2:]), test_set, replace(protocol, scale="none"), ctx
@@ -441,7 +451,8 @@ def _output_kinds(teacher) -> set[str]:
 
 def _dataset_record(ctx: RunContext, ds) -> dict[str, Any]:
     return {"name": ctx.data_cfg["dataset"], "split": ds.split, "split_hash": ds.split_hash,
-            "frames": len(ds), "root": str(ctx.data_root), "fingerprint": ds.fingerprint}
+            "frames": len(ds), "root": str(ctx.data_root), "fingerprint": ds.fingerprint,
+            "supervision": getattr(ds, "supervision", "dense")}
 
 
 def score_online_teacher(ctx: RunContext, strategy, student, teacher) -> dict[str, dict]:

@@ -7,7 +7,7 @@ A result is one JSON file per run (``schema_version`` 1; ``per_frame``, ``contro
       "schema_version": 1,
       "method": "baseline",            "method_plugin": "baseline",
       "profile": "synth_benchmark",    "seed": 0,
-      "datasets": {"train": {...}, "test": {...}},   # name, split, split_hash, frames, root fingerprint
+      "datasets": {"train": {...}, "test": {...}},   # name, split, split_hash, frames, root, fingerprint, supervision
       "protocol": {... Protocol.to_dict() ..., "id": "<protocol_id>"},
       "metrics": {"student": {...}, "teacher": {...}, "mean_depth": {...}},   # summaries
       "per_frame": {"test": {"frames": ["<drive folder>/<frame>", ...], "<metric>": [...]},   # student

@@ -152,3 +152,21 @@ def test_data_stats_cli_errors(bench, argv, fragment, capsys):
     assert main(["data", "stats", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("harness: error: ") and fragment in err[0]
+
+
+def test_data_synth_cli_v2_options(tmp_path, capsys):
+    from harness.cli.main import main
+
+    out = tmp_path / "s"
+    assert main(["data", "synth", "--out", str(out), "--frames", "24", "--height", "32", "--width", "96",
+                 "--frames-per-drive", "4", "--split-fractions", "1,1,1", "--eval-frames-per-drive", "1"]) == 0
+    assert "val 2 frames of 2 drives" in capsys.readouterr().out
+    meta = json.loads((out / "synth.json").read_text())
+    assert meta["params"]["eval_frames_per_drive"] == 1 and meta["params"]["split_fractions"] == [1.0, 1.0, 1.0]
+    for argv, fragment in ((["--split-fractions", "1,x,2"], "option --split-fractions 1,x,2"),
+                           (["--split-fractions", "1,2"], "option --split-fractions 1,2"),
+                           (["--eval-frames-per-drive", "-1"], "option --eval-frames-per-drive"),
+                           (["--workers", "0"], "option --workers")):
+        assert main(["data", "synth", "--out", str(tmp_path / "t"), *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and fragment in err[0]

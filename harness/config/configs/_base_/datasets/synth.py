@@ -8,6 +8,10 @@ data = dict(
     generate=dict(frames=1680, height=96, width=320, frames_per_drive=20, split_fractions=(3, 2, 2),
                   eval_frames_per_drive=4, seed=0),
     input_size=(96, 320),  # network input H, W (multiples of 32)
+    # training GT of every GT-supervised loss (student, stereo teacher): "dense" (exact, every pixel),
+    # "sparse" (a Velodyne-like ~5 % of the pixels, the KITTI regime) or "none" (self-supervised);
+    # val/test always evaluate on the exact dense GT (docs/synth.md)
+    supervision="dense",
     train=dict(split="train", flip_mode="mirror", gt_source="dense"),
     val=dict(split="val", gt_source="dense"),
     test=dict(split="test", gt_source="dense"),
