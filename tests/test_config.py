@@ -83,7 +83,7 @@ def test_a_dataset_config_replaces_data_and_the_method_config_applies_over_it():
     quick = build_run_config(method="baseline", method_config=None, dataset_config=_dataset_config("kitti"), quick=True)
     assert "generate" not in quick.data and list(quick.data.input_size) == [64, 192]
     synth_c = build_run_config(method="baseline", method_config=None, dataset_config=_dataset_config("synth-c"))
-    assert synth_c.data.dataset == "synth-c" and synth_c.data.generate.frames == 900
+    assert synth_c.data.dataset == "synth-c" and synth_c.data.generate.frames == 1680
     assert synth_c.evaluate.robustness.enabled is True and synth_c.evaluate.teacher is True  # merged
 
 

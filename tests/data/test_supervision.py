@@ -83,7 +83,11 @@ def test_regime_options_and_fingerprints(root):
     dense = SynthDataset(root, "train")
     sparse = SynthDataset(root, "train", supervision="sparse")
     none = SynthDataset(root, "train", supervision="none")
-    assert len({dense.fingerprint, sparse.fingerprint, none.fingerprint}) == 3  # teacher cache keys differ
+    assert len({dense.fingerprint, sparse.fingerprint, none.fingerprint}) == 3
+    from harness.pipeline.teacher_cache import teacher_key
+
+    keys = {teacher_key({"type": "stereo"}, {"epochs": 1}, ds.fingerprint, (96, 320)) for ds in (dense, sparse, none)}
+    assert len(keys) == 3  # a teacher trained under one regime is never reused under another
     assert "depth_gt" not in none.provides and "depth_gt" in SynthDataset.provides
     assert set(none[0]) == set(SynthDataset.provides) - {"depth_gt", "depth_gt_mask"}
     with pytest.raises(DatasetOptionError, match="data.supervision='none' withholds the training GT"):
@@ -145,3 +149,27 @@ def test_run_builds_the_training_splits_under_the_regime(root, tmp_path):
 
 def synth_size(root):
     return SynthDataset(root, "train").native_size
+
+
+@pytest.mark.slow
+def test_quick_run_under_each_regime(tmp_path, monkeypatch):
+    from harness.host.manager import PluginHost
+    from harness.pipeline.run import run
+
+    monkeypatch.setenv("STEREODISTILL_CACHE", str(tmp_path / "cache"))
+    host = PluginHost()
+    sparse = build_run_config(method="baseline", method_config=None, quick=True, cfg_options=["progress=False"],
+                              config_file=str(CONFIG_DIR / "synth_small_sparse.py"))
+    result, _ = run(sparse, host, work_dir=tmp_path / "sparse", results_dir=tmp_path / "results")
+    assert result["datasets"]["train"]["supervision"] == "sparse"
+    assert result["datasets"]["test"]["supervision"] == "dense"
+    assert {"student", "teacher", "mean_depth"} <= set(result["metrics"])
+    dense = build_run_config(method="baseline", method_config=None, quick=True, cfg_options=["progress=False"])
+    result_dense, _ = run(dense, host, work_dir=tmp_path / "dense", results_dir=tmp_path / "results")
+    assert result_dense["datasets"]["train"]["fingerprint"] != result["datasets"]["train"]["fingerprint"]
+    assert result_dense["metrics"]["student"]["abs_rel"] != result["metrics"]["student"]["abs_rel"]
+    # no training GT: the GT-supervised baseline is refused before training, one line naming the regime
+    none = build_run_config(method="baseline", method_config=None, quick=True, cfg_options=["progress=False"],
+                            config_file=str(CONFIG_DIR / "synth_small_selfsup.py"))
+    with pytest.raises(HarnessError, match="data.supervision='none' withholds the training GT"):
+        run(none, host, work_dir=tmp_path / "none", results_dir=tmp_path / "results")
