@@ -106,6 +106,8 @@ def balance_report(stats: dict[str, dict]) -> list[str]:
 
 def format_stats(stats: dict[str, dict]) -> str:
     """A plain-text table, one column per split."""
+    if not stats:
+        return ""
     splits = list(stats)
     rows = [("frames", lambda s: str(s["frames"])), ("drives", lambda s: str(s["drives"])),
             (f"near share (< {NEAR_M:g} m)", lambda s: f"{s['near_share']:.4f}"),
@@ -116,7 +118,7 @@ def format_stats(stats: dict[str, dict]) -> str:
     classes = list(next((s["class_shares"] for s in stats.values() if s.get("class_shares")), {}))
     rows += [(f"{c} share", lambda s, c=c: f"{s['class_shares'][c]:.4f}") for c in classes]
     rows += [(f"depth {q} (m)", lambda s, q=q: f"{s['depth_quantiles'][q]:.2f}") for q in
-             next(iter(stats.values()))["depth_quantiles"]] if stats else []
+             next(iter(stats.values()))["depth_quantiles"]]
     width = max(len(name) for name, _ in rows)
     lines = [f"{'':{width}}  " + "  ".join(f"{s:>10}" for s in splits)]
     for name, fn in rows:
