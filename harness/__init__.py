@@ -1,8 +1,9 @@
 """stereodistill: a benchmark harness for depth distillation (stereo/semantic teacher -> mono student).
 
 The public API for plugin authors is what this module exports plus the packages
-``harness.distill`` (losses, geometry, flips), ``harness.eval`` (the protocol and metrics),
-``harness.data``, ``harness.models``, ``harness.types`` and ``harness.testing`` (docs/plugins.md);
+``harness.distill`` (losses, geometry, flips), ``harness.eval`` (the protocol, metrics and
+split-evaluation loop), ``harness.data``, ``harness.models``, ``harness.types`` and ``harness.testing``
+(docs/plugins.md);
 nothing else in ``harness`` is promised to stay stable.
 """
 from harness.errors import HarnessError

@@ -1,4 +1,4 @@
-"""Tests for harness.eval.protocol: golden values against hand computations and an independent,
+"""Tests for harness.eval.protocol/metrics/loop: golden values against hand computations and an independent,
 slow per-image numpy reference (Monodepth2-style), crops, scaling, clamping, flip PP, ids."""
 from __future__ import annotations
 
@@ -11,18 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from harness.eval.protocol import (
+from harness.eval.loop import evaluate_split
+from harness.eval.metrics import (
+    FORMULAS,
     LOWER_IS_BETTER,
     METRIC_DESCRIPTIONS,
     METRIC_NAMES,
     MetricAccumulator,
-    Protocol,
     compute_metrics,
-    crop_mask,
-    evaluate_depth_fn,
-    flip_post_process,
-    resize_prediction,
 )
+from harness.eval.protocol import Protocol, crop_mask, flip_post_process, resize_prediction
 
 
 def make_protocol(**kw) -> Protocol:
@@ -411,25 +409,47 @@ def test_protocol_roundtrip_and_validation():
 
 
 # ------------------------------------------------------------------------------------------
-# End-to-end helper
+# The split-evaluation loop
 # ------------------------------------------------------------------------------------------
-def test_evaluate_depth_fn_pipeline_and_flip():
+def test_one_formula_per_metric_name():
+    assert tuple(FORMULAS) == METRIC_NAMES
+
+
+class _Frames:
+    """A dataset of the split-evaluation loop: images at network size, native GT from eval_gt."""
+
+    def __init__(self, images, gts):
+        self.images, self.gts = images, gts
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i], "meta": {"folder": "drive", "frame": i}}
+
+    def eval_gt(self, i):
+        return self.gts[i]
+
+
+def test_evaluate_split_pipeline_and_flip():
     gen = torch.Generator().manual_seed(2)
     h, w, H, W = 12, 40, 30, 100
     proto = make_protocol(crop="none", scale="median", resolution=(h, w))
     images = [torch.rand(2, 3, h, w, generator=gen) for _ in range(2)]
     gts = [torch.rand(2, 1, H, W, generator=gen) * 70 + 1 for _ in range(2)]
+    frames = _Frames([im for batch in images for im in batch], [g[0].numpy() for batch in gts for g in batch])
 
     def predict(img):  # depends on the image content, so flipping matters
         return 1.0 + 10.0 * img.mean(dim=1, keepdim=True) + torch.linspace(0, 1, img.shape[-1])
 
-    summary = evaluate_depth_fn(predict, zip(images, gts), proto, flip=False)
+    summary = evaluate_split(predict, frames, proto, batch_size=2).summary
     acc = MetricAccumulator(proto)
     for img, gt in zip(images, gts):
         acc.update(compute_metrics(resize_prediction(predict(img), (H, W)), gt, proto))
     assert summary == pytest.approx(acc.summary(), rel=1e-5)
 
-    summary_pp = evaluate_depth_fn(predict, zip(images, gts), make_protocol(crop="none", scale="median", resolution=(h, w), flip_pp=True))
+    proto_pp = make_protocol(crop="none", scale="median", resolution=(h, w), flip_pp=True)
+    summary_pp = evaluate_split(predict, frames, proto_pp, batch_size=2).summary
     acc = MetricAccumulator(proto)
     for img, gt in zip(images, gts):
         disp = flip_post_process(1.0 / predict(img), 1.0 / predict(torch.flip(img, dims=[-1])))
@@ -438,4 +458,26 @@ def test_evaluate_depth_fn_pipeline_and_flip():
     assert summary_pp["abs_rel"] != pytest.approx(summary["abs_rel"])
 
     with pytest.raises(ValueError, match="resolution"):
-        evaluate_depth_fn(predict, [(torch.rand(1, 3, 8, 8), gts[0][:1])], proto)
+        evaluate_split(predict, _Frames([torch.rand(3, 8, 8)], [gts[0][0, 0].numpy()]), proto)
+
+
+def test_evaluate_split_per_frame_metrics_and_ids():
+    """The scored frames in dataset order, their ids from the sample's meta (else their index),
+    aligned with their metrics; a frame without valid GT is skipped; a batch mixing GT sizes is
+    scored frame by frame."""
+    proto = make_protocol(crop="none", scale="none", resolution=(4, 8))
+    gts = [np.full((6, 10), 5.0, np.float32), np.zeros((6, 10), np.float32), np.full((3, 5), 10.0, np.float32)]
+    frames = _Frames([torch.rand(3, 4, 8) for _ in gts], gts)
+    result = evaluate_split(lambda x: torch.full((x.shape[0], 1, 4, 8), 4.0), frames, proto, batch_size=2)
+    assert result.frames == ["drive/0000000000", "drive/0000000002"]
+    assert result.per_image["abs_rel"] == [pytest.approx(0.2), pytest.approx(0.6)]
+    assert set(METRIC_NAMES) <= set(result.per_image) and len(result.per_image["scale"]) == 2
+    assert result.summary["num_images"] == 2 and result.summary["skipped_images"] == 1
+    assert result.summary["abs_rel"] == pytest.approx(0.4)
+
+    class NoMeta(_Frames):
+        def __getitem__(self, i):
+            return {"image": self.images[i]}
+
+    no_meta = evaluate_split(lambda x: torch.ones(x.shape[0], 1, 4, 8), NoMeta(frames.images, gts), proto)
+    assert no_meta.frames == ["?/0000000000", "?/0000000002"]

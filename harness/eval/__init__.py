@@ -1,2 +1,3 @@
-"""Evaluation: the protocol and metrics (``protocol``), saved-prediction scoring (``predictions``)
-and corruption robustness (``robustness``)."""
+"""Evaluation: protocols, crops, resizing (``protocol``), the metric formula table and its torch /
+NumPy front-ends (``metrics``), the sparse-GT path (``sparse``), the one split-evaluation loop
+(``loop``), saved-prediction scoring (``predictions``) and corruption robustness (``robustness``)."""

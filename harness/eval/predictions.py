@@ -16,7 +16,7 @@ before resizing; recorded as ``flip_pp`` in the protocol).
 
 A prediction of another size than a frame's GT is resized the Monodepth2 way:
 its disparity ``1 / depth`` bilinearly (half-pixel centres), then inverted; only the valid GT
-pixels are interpolated (:func:`harness.eval.protocol.compute_metrics_sparse`).
+pixels are interpolated (:func:`harness.eval.sparse.compute_metrics_sparse`).
 
 Values must be finite and positive: NaN, infinite, zero or negative predictions are refused
 with one line giving their count and the first frame (``depth = 0`` has no meaning and
@@ -37,7 +37,10 @@ import torch
 
 from harness.data.access import OpenSplit, open_split, split_protocol
 from harness.errors import HarnessError
-from harness.eval.protocol import MetricAccumulator, Protocol, compute_metrics_sparse, flip_post_process
+from harness.eval.loop import frame_id, gt_size_groups, score_frames
+from harness.eval.metrics import rounded
+from harness.eval.protocol import Protocol, flip_post_process
+from harness.eval.sparse import compute_metrics_sparse
 
 __all__ = ["Predictions", "load_predictions", "score", "evaluate_predictions", "format_table"]
 
@@ -142,22 +145,18 @@ def score(
     *,
     chunk: int = 16,
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """Score frames ``0..n-1``: consecutive frames whose GT has one size are evaluated together
-    (``chunk`` at a time). Returns ``(summary, per_image)`` of a :class:`MetricAccumulator`."""
-    acc = MetricAccumulator(protocol)
-    i = 0
-    pending: list[np.ndarray] = []
-    start = 0
-    while i < n:
-        gt = gt_of(i)
-        if pending and (gt.shape != pending[0].shape or len(pending) >= chunk):
-            acc.update(compute_metrics_sparse(preds.disparity(start, i), pending, protocol))
-            pending, start = [], i
-        pending.append(gt)
-        i += 1
-    if pending:
-        acc.update(compute_metrics_sparse(preds.disparity(start, n), pending, protocol))
-    return acc.summary(), acc.per_image()
+    """Score frames ``0..n-1`` in the split-evaluation loop (:func:`harness.eval.loop.score_frames`,
+    ``chunk`` frames a batch) on the sparse path. Returns ``(summary, per_image)``."""
+
+    def score_batch(idx: list[int]):
+        gts = [gt_of(i) for i in idx]
+        for sel in gt_size_groups(gts):
+            first, last = idx[sel[0]], idx[sel[-1]]
+            metrics = compute_metrics_sparse(preds.disparity(first, last + 1), [gts[j] for j in sel], protocol)
+            yield metrics, [frame_id(None, idx[j]) for j in sel]
+
+    result = score_frames(score_batch, n, batch_size=chunk, protocol=protocol)
+    return result.summary, result.per_image
 
 
 def _scale_options(median_scaling: bool | None, stereo_factor: float | None) -> dict[str, Any]:
@@ -210,16 +209,12 @@ def evaluate_predictions(
         "data_root": str(opened.root),
         "split": ds.split,
         "protocol": dict(protocol.to_dict(), id=protocol.protocol_id()),
-        "metrics": {k: _round(v) for k, v in summary.items()},
-        "per_image": {"abs_rel": [_round(v) for v in per_image.get("abs_rel", [])]},
+        "metrics": rounded(summary),
+        "per_image": {"abs_rel": [round(v, 6) if math.isfinite(v) else v for v in per_image.get("abs_rel", [])]},
         "frames": opened.frames,
         "seconds": round(seconds, 3),
         "created": _now(),
     }
-
-
-def _round(v):
-    return round(v, 6) if isinstance(v, float) and math.isfinite(v) else v
 
 
 def _now() -> str:

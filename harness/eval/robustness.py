@@ -25,7 +25,6 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from harness.data import corruptions as C
@@ -302,16 +301,21 @@ def evaluate_conditions(ctx, predict: Callable, test_set, protocol, clean_metric
     if not s["enabled"]:
         return None
     from harness.data.corrupted_views import CorruptedView, subsample_indices
-    from harness.pipeline.run import evaluate_split
+    from harness.eval.loop import evaluate_split
+    from harness.eval.metrics import rounded
     from harness.pipeline.train import progress_callback
 
     t0 = time.time()
-    # the test split again, reading only what evaluate_split uses (images; GT comes from eval_gt)
+    # the test split again, reading only what the evaluation uses (images, meta; GT comes from eval_gt)
     light = frozenset({"image", "meta"})
     base = ctx.build_dataset("test", light)
     base = getattr(base, "base", base)  # a *-c dataset: corrupt its base
     indices = subsample_indices(len(base), s["max_frames"])
-    quiet = SimpleNamespace(cfg=ctx.cfg, progress=False, device=ctx.device, extra_metrics=ctx.extra_metrics)
+    batch_size = int(ctx.cfg.evaluate.get("batch_size", 8))
+
+    def evaluate(ds, proto=protocol) -> dict[str, Any]:  # the run's evaluation, without a progress bar
+        return rounded(evaluate_split(predict, ds, proto, device=ctx.device, batch_size=batch_size,
+                                      extra_metrics=ctx.extra_metrics).summary)
 
     def view(corruption=None, severity=None, ds=base, sub=indices):
         return CorruptedView(ds, corruption, severity, seed=int(s["seed"]), corrupt_size=s["corrupt_size"],
@@ -321,11 +325,11 @@ def evaluate_conditions(ctx, predict: Callable, test_set, protocol, clean_metric
     # the run's clean test metrics are reused when they are exactly the clean condition
     reuse = (indices is None and s["corrupted_root"] is None and getattr(test_set, "corruption", None) is None
              and getattr(test_set, "corrupted_root", None) is None)
-    clean = dict(clean_metrics) if reuse else evaluate_split(predict, view(), protocol, quiet)
+    clean = dict(clean_metrics) if reuse else evaluate(view())
     conditions: dict[str, dict] = {}
     cb = progress_callback("robust") if ctx.progress else None
     for k, (name, sev) in enumerate(s["conditions"]):
-        conditions[f"{name}/{sev}"] = evaluate_split(predict, view(name, sev), protocol, quiet)
+        conditions[f"{name}/{sev}"] = evaluate(view(name, sev))
         if cb:
             cb(k + 1, len(s["conditions"]))
 
@@ -335,7 +339,7 @@ def evaluate_conditions(ctx, predict: Callable, test_set, protocol, clean_metric
         ds = ctx.build_dataset("test", light, split=w)
         ds_base = getattr(ds, "base", ds)
         sub = CorruptedView(ds_base, indices=subsample_indices(len(ds_base), s["max_frames"]))
-        weather_metrics[w] = evaluate_split(predict, sub, ctx.protocol(ds_base, protocol.scale), quiet)
+        weather_metrics[w] = evaluate(sub, ctx.protocol(ds_base, protocol.scale))
 
     kind, digits = s["dee"], s["round_digits"]
     clean_rec = clean_score(clean, kind, digits)
@@ -374,9 +378,9 @@ def evaluate_conditions(ctx, predict: Callable, test_set, protocol, clean_metric
     return {
         "spec": spec,
         "spec_id": sid,
-        "clean": dict(clean_rec, metrics=_slim(clean)),
-        "conditions": {k: _slim(m) for k, m in conditions.items()},
-        "weather": {w: _slim(m) for w, m in weather_metrics.items()},
+        "clean": dict(clean_rec, metrics=rounded(clean)),
+        "conditions": conditions,
+        "weather": weather_metrics,
         "per_corruption": per_corr,
         "summary": {k: summary[k] for k in ("mCE", "RmCE", "mRR", "mDEE", "corruptions")},
         "complete": len(per_corr) == len(C.CORRUPTIONS)
@@ -395,6 +399,3 @@ def _weather_splits(ctx, s) -> list[str]:
         return list(_DS_WEATHERS) if name in ("drivingstereo", "drivingstereo-c") else []
     return [w] if isinstance(w, str) else list(w)
 
-
-def _slim(m: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in m.items()}

@@ -38,7 +38,7 @@ def harness_register_datasets(register):
         description="DrivingStereo: half-size train/test and the sunny/cloudy/foggy/rainy sets (needs --data-root)",
         config=str(_DATASET_CONFIGS / "drivingstereo.py"),
     )
-    # --- robustness (issue 9): corrupted views, clean for training, --eval-robustness implied ---
+    # corrupted views: clean for training, --eval-robustness implied
     views = "harness.data.corrupted_views"
     register("synth-c", f"{views}:SynthCDataset", prepare=prepare_synth,
              config=str(_DATASET_CONFIGS / "synth-c.py"),
@@ -48,7 +48,6 @@ def harness_register_datasets(register):
     register("drivingstereo-c", f"{views}:DrivingStereoCDataset",
              config=str(_DATASET_CONFIGS / "drivingstereo-c.py"),
              description="DrivingStereo + KITTI-C corruptions, the four weather sets as conditions; needs --data-root")
-    # --- end robustness ---
 
 
 @hookimpl

@@ -9,7 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from mmengine.config import Config
 
@@ -22,14 +21,9 @@ from harness.config.controls import declared_control
 from harness.config.loader import section
 from harness.pipeline.determinism import derived_seed, seed_everything
 from harness.errors import EnvironmentFailure, HarnessError, RunFailure
-from harness.eval.protocol import (
-    MetricAccumulator,
-    Protocol,
-    compute_metrics,
-    flip_post_process,
-    resize_prediction,
-    valid_mask,
-)
+from harness.eval import loop
+from harness.eval.metrics import rounded
+from harness.eval.protocol import Protocol
 from harness.host.manager import Catalog, PluginHost
 from harness.pipeline.train import (
     DistillModel,
@@ -342,7 +336,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     protocol = ctx.protocol(test_set, strategy.eval_scale_policy, strategy.eval_stereo_factor)
     metrics, per_frame = {}, {}
     metrics["student"], per_frame["test"] = score_split(lambda x: strategy.predict(student, x), test_set, protocol, ctx)
-    # robustness (issue 9): corrupted / adverse-weather conditions; None unless evaluate.robustness.enabled
+    # corrupted / adverse-weather conditions; None unless evaluate.robustness.enabled
     robustness_record = robustness.evaluate_conditions(
         ctx, lambda x: strategy.predict(student, x), test_set, protocol, metrics["student"],
         method=method, results_dir=results_dir)
@@ -484,83 +478,21 @@ def evaluate_split(predict, dataset, protocol: Protocol, ctx: RunContext, predic
     return score_split(predict, dataset, protocol, ctx, predict_batch)[0]
 
 
-@torch.no_grad()
 def score_split(predict, dataset, protocol: Protocol, ctx: RunContext, predict_batch=None) -> tuple[dict, dict]:
     """Score ``predict(image) -> depth`` (or ``predict_batch(batch) -> depth``, for models that
-    need more than the image, e.g. stereo teachers) on every sample of ``dataset``.
+    need more than the image, e.g. stereo teachers) on every sample of ``dataset`` in the
+    split-evaluation loop (:func:`harness.eval.loop.evaluate_split`, with the run's device,
+    ``evaluate.batch_size``, plugin metrics and progress bar).
 
-    Returns ``(summary, per_frame)``: the metrics averaged over images, and the per-image
-    values of the scored images, ``{"frames": [frame ids], "<metric>": [values aligned]}``
-    (frame ids ``<drive folder>/<frame>``, see :func:`frame_id`; images without valid GT are
-    skipped in both). In a multi-process run each rank scores every N-th batch; the per-image
-    metrics of all ranks are gathered in dataset order before averaging, so the summary is
-    exactly the single-process one (no padding, no mean of means)."""
-    acc = MetricAccumulator()
-    bs = int(ctx.cfg.evaluate.get("batch_size", 8))
-    n = len(dataset)
+    Returns ``(summary, per_frame)`` as result files store them (rounded to 6 digits): the metrics
+    averaged over images, and the per-image values of the scored images,
+    ``{"frames": [frame ids], "<metric>": [values aligned]}`` (frame ids
+    :func:`harness.eval.loop.frame_id`; images without valid GT are skipped in both)."""
     cb = progress_callback("eval") if ctx.progress and distributed.is_main_process() else None
-    per_batch: list[tuple[tuple[int, int], dict, list[str]]] = []
-    for batch_no in distributed.shard(math.ceil(n / bs)):
-        start = batch_no * bs
-        idx = list(range(start, min(n, start + bs)))
-        samples = [dataset[i] for i in idx]
-        ids = [frame_id(s.get("meta"), i) for s, i in zip(samples, idx)]
-        batch = torch.utils.data.default_collate(samples)
-        batch = {k: (v.to(ctx.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
-        if predict_batch is not None:
-            depth = predict_batch(batch)
-        elif protocol.flip_pp:
-            img = batch["image"]
-            d = predict(img)
-            d_f = predict(torch.flip(img, dims=[-1]))
-            depth = 1.0 / flip_post_process(1.0 / d, 1.0 / d_f)
-        else:
-            depth = predict(batch["image"])
-        done = 0
-        for part, (pred, gt) in enumerate(_pairs_by_gt_size(depth.float().cpu(), [dataset.eval_gt(i) for i in idx])):
-            metrics = compute_metrics(pred, gt, protocol)
-            if ctx.extra_metrics:
-                metrics.update(_extra_metrics(ctx.extra_metrics, pred, gt, metrics, protocol))
-            per_batch.append(((start, part), metrics, ids[done:done + pred.shape[0]]))
-            done += pred.shape[0]
-        if cb:
-            cb(idx[-1] + 1, n)
-    frames: list[str] = []
-    for metrics, ids in distributed.gather_ordered([(key, (m, i)) for key, m, i in per_batch]):
-        acc.update(metrics)
-        valid = torch.as_tensor(metrics["valid_px"]).reshape(-1) > 0
-        frames += [f for f, ok in zip(ids, valid.tolist()) if ok]
-    summary = acc.summary()
-    per_frame = {"frames": frames, **{k: [round(v, 6) if math.isfinite(v) else None for v in vals]
-                                       for k, vals in acc.per_image().items()}}
-    return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in summary.items()}, per_frame
+    score = loop.evaluate_split(predict, dataset, protocol, device=ctx.device,
+                                batch_size=int(ctx.cfg.evaluate.get("batch_size", 8)), predict_batch=predict_batch,
+                                extra_metrics=ctx.extra_metrics, progress=cb)
+    per_frame = {"frames": score.frames, **{k: [round(v, 6) if math.isfinite(v) else None for v in vals]
+                                            for k, vals in score.per_image.items()}}
+    return rounded(score.summary), per_frame
 
-
-def frame_id(meta: dict | None, index: int) -> str:
-    """``<drive folder>/<frame:010d>`` from a sample's ``meta`` (``folder``, ``frame``), e.g.
-    ``2011_09_26/2011_09_26_drive_0040_sync/0000000012``; ``?/<index>`` when it has neither."""
-    meta = meta or {}
-    if "folder" in meta and "frame" in meta:
-        return f"{meta['folder']}/{int(meta['frame']):010d}"
-    return f"?/{index:010d}"
-
-
-def _pairs_by_gt_size(depth: torch.Tensor, gts: list[np.ndarray]):
-    """Yield (prediction resized to GT, GT) batches; GT sizes may differ per frame (KITTI dates)."""
-    if all(g.shape == gts[0].shape for g in gts):
-        gt = torch.from_numpy(np.stack(gts)).float().unsqueeze(1)
-        yield resize_prediction(depth, tuple(gt.shape[-2:])), gt
-        return
-    for d, g in zip(depth, gts):
-        gt = torch.from_numpy(g).float()[None, None]
-        yield resize_prediction(d[None], tuple(gt.shape[-2:])), gt
-
-
-def _extra_metrics(fns: dict, pred: torch.Tensor, gt: torch.Tensor, metrics: dict, protocol: Protocol) -> dict:
-    """Plugin metrics on the prediction after the protocol's scaling and clamping."""
-    scale = metrics["scale"].nan_to_num(1.0).view(-1, 1, 1, 1).to(pred.dtype)
-    scaled = (pred * scale).clamp(protocol.min_depth, protocol.max_depth)
-    valid = valid_mask(gt, protocol)
-    nan = torch.tensor(float("nan"), dtype=torch.float64)
-    return {name: torch.as_tensor(fn(scaled, gt, valid), dtype=torch.float64).where(metrics["valid_px"] > 0, nan)
-            for name, fn in fns.items()}

@@ -17,6 +17,7 @@ from mmengine.model import BaseDataPreprocessor, BaseModel, is_model_wrapper
 from mmengine.runner import Runner
 from torch import nn
 
+from harness.eval.metrics import MetricAccumulator, compute_metrics
 from harness.pipeline import checkpoint, distributed
 from harness.pipeline.determinism import EpochSeedHook, set_deterministic
 from harness.errors import HarnessError
@@ -223,8 +224,6 @@ class DepthValMetric(BaseMetric):
         self.protocol = protocol
 
     def process(self, data_batch, data_samples) -> None:
-        from harness.eval.protocol import compute_metrics
-
         pred = torch.stack([d["pred"] for d in data_samples]).float().cpu()
         gt = torch.stack([d["gt"] for d in data_samples]).float().cpu()
         m = compute_metrics(pred, gt, self.protocol)
@@ -236,8 +235,12 @@ class DepthValMetric(BaseMetric):
             self.results.append({k: float(m[k][i]) for k in self.KEYS} if valid else {})
 
     def compute_metrics(self, results) -> dict[str, float]:
-        kept = [r for r in results if r]
-        return {k: sum(r[k] for r in kept) / max(len(kept), 1) for k in self.KEYS}
+        acc = MetricAccumulator()  # the per-image mean of every evaluation
+        for r in results:
+            if r:
+                acc.update(r)
+        summary = acc.summary()
+        return {k: summary[k] if acc.num_images else 0.0 for k in self.KEYS}
 
 
 # --------------------------------------------------------------------------------------------

@@ -230,7 +230,7 @@ def _mean_std(vals: list) -> tuple[float, float | None] | None:
 
 
 # --------------------------------------------------------------------------------------------
-# robustness table (issue 9): `harness leaderboard --robustness`
+# robustness table: `harness leaderboard --robustness`
 # --------------------------------------------------------------------------------------------
 ROBUSTNESS_SHORT = {
     "brightness": "bright", "dark": "dark", "fog": "fog", "frost": "frost", "snow": "snow", "contrast": "contr",

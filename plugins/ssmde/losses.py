@@ -23,7 +23,7 @@ from torch import Tensor
 
 from harness.distill.losses import masked_mean, ranking_labels, ranking_loss
 from harness.distill.video import BIG, PairTerms, pair_terms, photo_geo_loss, valid_mask
-from harness.eval.protocol import masked_median
+from harness.eval.metrics import masked_median
 
 __all__ = [
     "BIG",

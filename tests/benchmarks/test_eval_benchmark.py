@@ -13,7 +13,8 @@ import time
 import pytest
 import torch
 
-from harness.eval.protocol import METRIC_NAMES, Protocol, compute_metrics
+from harness.eval.metrics import METRIC_NAMES, compute_metrics
+from harness.eval.protocol import Protocol
 
 B, H, W = 8, 375, 1242
 

@@ -27,7 +27,8 @@ import torch
 from harness.data import formats
 from harness.data.kitti import KittiDataset
 from harness.eval.predictions import Predictions, score
-from harness.eval.protocol import METRIC_NAMES, Protocol
+from harness.eval.metrics import METRIC_NAMES
+from harness.eval.protocol import Protocol
 from tests.data_real import reference
 
 W, H = 1242, 375

@@ -132,7 +132,8 @@ def test_eval_resizes_disparity_and_mixed_gt_sizes(capsys, kitti_root, kitti_spl
     # same as the dense reference path, frame by frame
     import torch
 
-    from harness.eval.protocol import MetricAccumulator, Protocol, compute_metrics, resize_prediction
+    from harness.eval.metrics import MetricAccumulator, compute_metrics
+    from harness.eval.protocol import Protocol, resize_prediction
     p = Protocol.from_dict({k: v for k, v in rep["protocol"].items() if k != "id"})
     ds = KittiDataset(root, str(kitti_split_file))
     acc = MetricAccumulator(p)
@@ -297,7 +298,8 @@ def test_split_protocols_from_the_dataset_config(kitti_root):
 def test_eval_flip_post_processing(capsys, kitti_root, kitti_split_file, tmp_path):
     import torch
 
-    from harness.eval.protocol import MetricAccumulator, Protocol, compute_metrics, flip_post_process, resize_disparity
+    from harness.eval.metrics import MetricAccumulator, compute_metrics
+    from harness.eval.protocol import Protocol, flip_post_process, resize_disparity
 
     root, _ = kitti_root
     rng = np.random.default_rng(2)

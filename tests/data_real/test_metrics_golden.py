@@ -7,16 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.eval.protocol import (
-    METRIC_NAMES,
-    MetricAccumulator,
-    Protocol,
-    compute_metrics,
-    compute_metrics_sparse,
-    metrics_from_values,
-    resize_disparity,
-    sample_resized,
-)
+from harness.eval.metrics import METRIC_NAMES, MetricAccumulator, compute_metrics, metrics_from_values
+from harness.eval.protocol import Protocol, resize_disparity
+from harness.eval.sparse import compute_metrics_sparse, sample_resized
 from harness.eval.predictions import Predictions, score
 
 
@@ -173,7 +166,7 @@ def test_sparse_path_equals_per_pixel_reference(scale, crop, gt_mask):
 
 def test_torch_sparse_path_equals_numpy_path():
     """The torch implementation (used for CUDA tensors) agrees with the NumPy one."""
-    from harness.eval.protocol import _compute_metrics_sparse_torch
+    from harness.eval.sparse import _compute_metrics_sparse_torch
 
     gen = torch.Generator().manual_seed(5)
     gt = torch.rand(2, 1, 50, 161, generator=gen) * 90 * (torch.rand(2, 1, 50, 161, generator=gen) < 0.2)

@@ -38,6 +38,7 @@ def test_quick_run_in_process(tmp_path, monkeypatch):
     host = PluginHost(extra_plugins=[plugin])
     cfg = build_run_config(method="structure", method_config=str(plugin.CONFIG), quick=True,
                            cfg_options=["progress=False"])
+    cfg.evaluate["robustness"] = {"enabled": True, "corruptions": ["fog", "pixelate"], "severities": [3]}
     result, path = run(cfg, host, work_dir=tmp_path / "work", results_dir=tmp_path / "results")
     assert json.loads(path.read_text())["method"] == "structure"
     losses = result["losses"]["student"]
@@ -49,9 +50,20 @@ def test_quick_run_in_process(tmp_path, monkeypatch):
     student = result["metrics"]["student"]
     assert 0 < student["abs_rel"] < 1.5
 
-    # the corrupted-evaluation script rebuilds the saved student and reproduces the clean number
-    from stereodistill_plugins.structure import eval_corrupt
+    # the saved student, rebuilt from the work dir, reproduces the clean number in the
+    # split-evaluation loop; the robustness evaluation scores it under corruption
+    from harness.deploy.predict import load_student
+    from harness.eval.loop import evaluate_split
+    from harness.eval.protocol import Protocol
 
-    out = eval_corrupt.evaluate_run(result, tmp_path / "work", host, ["clean", "fog", "pixelate"], 0.6, 0, [None])
-    assert out["median"]["clean"]["abs_rel"] == pytest.approx(student["abs_rel"], abs=1e-5)
-    assert out["median"]["fog"]["abs_rel"] != out["median"]["clean"]["abs_rel"]
+    saved = load_student(host, str(tmp_path / "work"))
+    data = result["config"]["data"]
+    test = host.catalog.build("datasets", data["dataset"], root=result["datasets"]["test"]["root"],
+                              height=saved.input_size[0], width=saved.input_size[1], need=frozenset({"image", "meta"}),
+                              seed=0, **dict(data.get("test") or {}, split=result["datasets"]["test"]["split"]))
+    protocol = Protocol.from_dict({k: v for k, v in result["protocol"].items() if k != "id"})
+    clean = evaluate_split(saved.model.predict, test, protocol).summary
+    assert clean["abs_rel"] == pytest.approx(student["abs_rel"], abs=1e-5)
+    conditions = result["robustness"]["conditions"]
+    assert set(conditions) == {"fog/3", "pixelate/3"}
+    assert conditions["fog/3"]["abs_rel"] != result["robustness"]["clean"]["metrics"]["abs_rel"]
