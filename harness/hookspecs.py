@@ -70,8 +70,9 @@ def harness_register_datasets(register):
     ``dataset_cls(root, split, height, width, need, seed, **split_cfg)`` is a map-style torch
     dataset with ``provides`` (the batch keys it can produce), ``split``, ``split_hash``,
     ``gt_source``, ``fingerprint``, ``eval_gt(i)`` (native-resolution GT for evaluation) and
-    ``mean_depth_map()``. ``config`` is the dataset's mmengine data config (merged when
-    ``--dataset`` selects it; its ``protocol`` section is the evaluation protocol).
+    ``mean_depth_map()`` (the full contract: docs/plugins.md, "The dataset contract").
+    ``config`` is the dataset's mmengine config: under ``--dataset`` its ``data`` section
+    replaces the default one (its ``protocol`` section is the evaluation protocol).
     ``prepare(data_cfg, cache_dir, progress) -> root`` is optional: it makes the data available
     when no ``--data-root`` is given (the built-in ``synth`` set generates itself into the cache).
     """
