@@ -14,6 +14,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from harness.errors import HarnessError
+
 TeacherMode = Literal["frozen", "precomputed", "online", "snapshot", "ema", "none"]
 ScalePolicy = Literal["none", "median", "stereo_factor"]
 
@@ -164,9 +166,10 @@ class LossDict:
         Every term in ``terms`` must have a weight; the recorded terms are the weighted values
         (detached), so they add up to ``total``.
         """
-        missing = set(terms) - set(weights)
+        missing = sorted(set(terms) - set(weights))
         if missing:
-            raise KeyError(f"no loss weight configured for term(s) {sorted(missing)}")
+            raise HarnessError(f"config method.loss_weights.{missing[0]}: no weight for loss term {missing[0]!r} "
+                               f"(the strategy's default_loss_weights has: {', '.join(sorted(weights)) or 'none'})")
         weighted = {k: float(weights[k]) * v for k, v in terms.items() if float(weights[k]) != 0.0}
         if weighted:
             total = torch.stack([v.reshape(()) for v in weighted.values()]).sum()

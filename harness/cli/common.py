@@ -12,6 +12,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"harness: error: {message}\n")
 
 
+SEED_LIMIT = 2**32  # numpy's and mmengine's seeds are 32-bit
+
+
+def seed_value(text: str) -> int:
+    """An argparse type: a seed in [0, 2**32)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 0 <= seed < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"{seed} is not a seed in [0, 2**32)")
+    return seed
+
+
 def plugin_host():
     """The plugin host, its registration warnings printed (one ``harness: warning:`` line each)."""
     from harness.host.manager import PluginHost, emit_plugin_warnings

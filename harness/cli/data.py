@@ -1,10 +1,12 @@
 """``harness data``: synth, export-gt, check, stats, corrupt."""
 from __future__ import annotations
 
+import shutil
 import sys
+import warnings
 from pathlib import Path
 
-from harness.cli.common import Parser, plugin_host, split_options
+from harness.cli.common import Parser, plugin_host, seed_value, split_options
 
 
 def register(sub) -> None:
@@ -16,7 +18,7 @@ def register(sub) -> None:
     syn.add_argument("--height", type=int, default=96)
     syn.add_argument("--width", type=int, default=320)
     syn.add_argument("--frames-per-drive", type=int, default=20)
-    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--seed", type=seed_value, default=0)
     syn.add_argument("--split-fractions", default="3,2,2", metavar="TRAIN,VAL,TEST",
                      help="shares of the drives per split (default 3,2,2: the benchmark's 36/24/24 of 84)")
     syn.add_argument("--eval-frames-per-drive", type=int, default=4,
@@ -50,7 +52,7 @@ def register(sub) -> None:
     cor.add_argument("--out", required=True, help="output image (--input) or directory (--dataset)")
     cor.add_argument("--corruption", metavar="NAME|all", help="a corruption, 'a,b' or all (default: all for --dataset)")
     cor.add_argument("--severity", metavar="1..5|all", help="1..5, '1,3' or all (default: all for --dataset)")
-    cor.add_argument("--seed", type=int, default=0, help="corruption seed (default 0)")
+    cor.add_argument("--seed", type=seed_value, default=0, help="corruption seed (default 0)")
     cor.add_argument("--grid", action="store_true", help="with --input: write a picture, one row per corruption "
                      "(clean + the severities), to --out")
     cor.add_argument("--height", type=int, help="--dataset: image height (default: the dataset config's input size)")
@@ -64,7 +66,7 @@ def register(sub) -> None:
 
 def cmd_data_synth(args) -> int:
     from harness.data import synth
-    from harness.errors import HarnessError
+    from harness.errors import HarnessError, HarnessWarning
     from harness.pipeline.train import progress_callback
 
     if args.frames < 1:
@@ -83,13 +85,24 @@ def cmd_data_synth(args) -> int:
     if args.workers < 1:
         raise HarnessError(f"option --workers: must be >= 1, got {args.workers}")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f"option --out {out}: exists and is not a directory")
     if out.exists() and any(out.iterdir()):
         raise HarnessError(f"option --out {out}: directory exists and is not empty")
-    stats = synth.generate(out, frames=args.frames, seed=args.seed, height=args.height, width=args.width,
-                           frames_per_drive=args.frames_per_drive, split_fractions=fractions,
-                           eval_frames_per_drive=args.eval_frames_per_drive, workers=args.workers,
-                           progress=progress_callback("synth"))
+    try:
+        stats = synth.generate(out, frames=args.frames, seed=args.seed, height=args.height, width=args.width,
+                               frames_per_drive=args.frames_per_drive, split_fractions=fractions,
+                               eval_frames_per_drive=args.eval_frames_per_drive, workers=args.workers,
+                               progress=progress_callback("synth"))
+    except BaseException:  # an interrupted generation (a full disk, Ctrl-C) leaves nothing behind
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     c = stats["counts"]
+    empty = [s for s in ("train", "val", "test") if not c[s]["samples"]]
+    if empty:
+        warnings.warn(f"options --frames/--frames-per-drive: {args.frames} frames in drives of {args.frames_per_drive} "
+                      f"leave split(s) {', '.join(empty)} without frames (each split needs a drive of its own); "
+                      f"`harness run` refuses a set with an empty split", HarnessWarning, 2)
     print(f"wrote {stats['frames']} frames to {out} in {stats['seconds']:.1f}s "
           f"({stats['frames_per_second']:.1f} frames/s): "
           + ", ".join(f"{s} {c[s]['samples']} frames of {c[s]['drives']} drives" for s in ("train", "val", "test")))

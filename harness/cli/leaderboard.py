@@ -5,7 +5,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from harness.cli.common import plugin_host
+from harness.cli.common import plugin_host, seed_value
 
 
 def register(sub) -> None:
@@ -35,7 +35,7 @@ def register(sub) -> None:
     vis.add_argument("--run", nargs="+", default=[], metavar="METHOD[:PROFILE]=WORK_DIR",
                      help="work dir of a run whose result records none (or whose folder moved); METHOD:PROFILE=DIR for one profile")
     vis.add_argument("--methods", help="comma-separated methods, in column order (default: all)")
-    vis.add_argument("--seed", type=int, help="which seed's runs to show (default: each method's lowest)")
+    vis.add_argument("--seed", type=seed_value, help="which seed's runs to show (default: each method's lowest)")
     vis.add_argument("--protocol", help="protocol id to show (needed when the results hold several)")
     vis.add_argument("--frames", type=int, default=3, help="test frames, evenly spaced over the split (default 3)")
     vis.add_argument("--data-root", help="dataset root when the recorded one moved")
@@ -65,10 +65,12 @@ def cmd_leaderboard(args) -> int:
                       metrics=metrics, per_drive=args.per_drive)
     if args.out:
         out = Path(args.out)
-        if not out.parent.is_dir():
-            from harness.errors import HarnessError
+        from harness.errors import HarnessError
 
+        if not out.parent.is_dir():
             raise HarnessError(f"option --out {out}: directory {out.parent} does not exist")
+        if out.is_dir():
+            raise HarnessError(f"option --out {out}: is a directory; give a file name")
         atomic_write_text(out, text)
         print(f"wrote {args.format} leaderboard of {len(results)} result files to {out}")
     else:

@@ -1,9 +1,10 @@
 """``harness`` command line: the entry point. Each command group (``harness.cli.<group>``) registers its
 sub-parser and handler; this module assembles them and prints errors.
 
-Errors print one line ``harness: error: ...`` on stderr (no traceback unless ``--debug``) and
-exit 2 for usage errors, 1 for runtime failures (``RunFailure``, an ``OSError`` such as a full
-disk); skipped files print ``harness: warning: ...``. docs/reliability.md lists the cases.
+Errors print one line ``harness: error: ...`` on stderr (no traceback unless ``--debug``), classified
+by :mod:`harness.cli.boundary`: exit 2 for usage errors, 1 for runtime failures (``RunFailure``, an
+``OSError`` such as a full disk) and bugs; skipped files print ``harness: warning: ...``.
+docs/reliability.md lists the cases.
 """
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import os
 import sys
 import warnings
 
-from harness.cli import data, deploy, evaluate, leaderboard, listing, matrix, run
+from harness.cli import boundary, data, deploy, evaluate, leaderboard, listing, matrix, run
 from harness.cli.common import Parser
-from harness.errors import EXIT_RUNTIME
 
 GROUPS = (listing, run, matrix, leaderboard, data, evaluate, deploy)  # the order of `harness --help`
 
@@ -32,26 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "device", None) == "cpu":
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # before torch initialises CUDA
-    from harness.errors import HarnessError
-
     if not getattr(warnings.showwarning, "harness_one_line", False):
         warnings.showwarning = _one_line_harness_warnings(warnings.showwarning)
     try:
         return args.handler(args)
-    except HarnessError as exc:
-        if args.debug:
-            raise
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except OSError as exc:  # the environment failed mid-run (disk full, permissions): a runtime failure
-        if args.debug:
-            raise
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"harness: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return EXIT_RUNTIME
     except KeyboardInterrupt:
         print("harness: interrupted (use --resume to continue a run)", file=sys.stderr)
         return 130
+    except Exception as exc:  # classified in one place: bad input, environment, translated, bug
+        if args.debug:
+            raise
+        return boundary.report(exc)
 
 
 def _one_line_harness_warnings(show):

@@ -6,7 +6,7 @@ import argparse
 import copy
 from pathlib import Path
 
-from harness.cli.common import plugin_host
+from harness.cli.common import SEED_LIMIT, plugin_host, seed_value
 
 
 def register(sub) -> None:
@@ -17,10 +17,11 @@ def register(sub) -> None:
     run.add_argument("--config", help="an mmengine config file merged over the method's config, or the name "
                      "of a bundled profile (synth_benchmark, synth_small)")
     run.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", default=[], help="config overrides")
-    run.add_argument("--work-dir", help="checkpoints and logs (default: work_dirs/<method>[-quick]/seed<N>)")
+    run.add_argument("--work-dir", help="checkpoints and logs (default: work_dirs/<method>-<profile>-<config hash>/"
+                     "seed<N>, one folder per configuration)")
     run.add_argument("--results", default="results", help="directory for the result JSON (default: results/)")
     seeds = run.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int)
+    seeds.add_argument("--seed", type=seed_value)
     seeds.add_argument("--seeds", type=_seed_list, metavar="S1,S2,...",
                        help="run each seed in turn in this process (one result file per seed), e.g. 0,1,2")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"))
@@ -46,8 +47,8 @@ def _seed_list(text: str) -> list[int]:
         seeds = [int(t) for t in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers (e.g. 0,1,2)") from None
-    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be distinct non-negative integers")
+    if any(not 0 <= s < SEED_LIMIT for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be distinct non-negative integers below 2**32")
     return seeds
 
 
@@ -92,9 +93,12 @@ def cmd_run(args) -> int:
     if args.launcher:
         cfg.launcher = args.launcher
     seeds = args.seeds or [int(cfg.seed)]
-    work_dirs = {s: _work_dir(args, s, several=len(seeds) > 1) for s in seeds}
-    for work_dir in work_dirs.values():  # every seed's folders are checked before the first trains
+    work_dirs = {s: _work_dir(args, cfg, s, several=len(seeds) > 1) for s in seeds}
+    for seed, work_dir in work_dirs.items():  # every seed's folders are checked before the first trains
         results.check_writable_dir(work_dir, "--work-dir")
+        results.check_result_path(results_dir, results.result_filename(
+            {"method": args.method, "datasets": {"test": {"name": cfg.data["dataset"]}}, "profile": cfg.profile,
+             "seed": seed}))
     for seed, work_dir in work_dirs.items():
         seed_cfg = copy.deepcopy(cfg)  # a run may fill in its config; each seed starts from the same one
         seed_cfg.seed = seed
@@ -108,12 +112,16 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _work_dir(args, seed: int, several: bool) -> Path:
-    """Default ``work_dirs/<method>[-quick]/seed<N>``; with several seeds an explicit
-    ``--work-dir`` gets one ``seed<N>`` folder per seed inside it."""
+def _work_dir(args, cfg, seed: int, several: bool) -> Path:
+    """Default ``work_dirs/<method>-<profile>-<hash of the config>/seed<N>``: one folder per
+    configuration (profile, dataset, overrides; the seed and what ``--resume`` may change left out),
+    so two configurations never share checkpoints. With several seeds an explicit ``--work-dir``
+    gets one ``seed<N>`` folder per seed inside it."""
     if args.work_dir:
         return Path(args.work_dir) / f"seed{seed}" if several else Path(args.work_dir)
-    return Path("work_dirs") / f"{args.method}{'-quick' if args.quick else ''}" / f"seed{seed}"
+    from harness.pipeline.resume import config_digest
+
+    return Path("work_dirs") / f"{args.method}-{cfg.profile}-{config_digest(cfg)}" / f"seed{seed}"
 
 
 def _configure_robustness(cfg, args, options: list[str]) -> None:

@@ -54,7 +54,11 @@ def parse_cfg_options(items: list[str] | None) -> dict[str, Any]:
             raise HarnessError(f"option --cfg-options: {item!r} is not of the form key=value")
         if not all(part.isidentifier() or part.isdigit() for part in key.split(".")):
             raise HarnessError(f"option --cfg-options: {key!r} is not a dotted config key")
-        out[key] = DictAction._parse_iterable(raw)
+        try:
+            out[key] = DictAction._parse_iterable(raw)
+        except (AssertionError, RecursionError, ValueError, IndexError):  # unbalanced brackets, quotes
+            raise HarnessError(f"option --cfg-options: {item!r}: the value cannot be parsed (brackets or quotes "
+                               f"unbalanced? values look like 1, 1.5, abc, [1,2], (1,2))") from None
     return out
 
 

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from harness.data import formats
 from harness.data.access import open_split
 from harness.errors import HarnessError
 
@@ -34,6 +35,7 @@ def write_gt_npz(out: str | Path, frames: list[str], gt_of: Callable[[int], np.n
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        formats.user_mode(fd)
         os.close(fd)
     except OSError as exc:
         raise HarnessError(f"option --out {out}: cannot write there ({exc.strerror or exc})") from None

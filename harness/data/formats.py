@@ -53,20 +53,32 @@ MAX_PNG16_DEPTH = 65535 / 256.0
 # --------------------------------------------------------------------------------------------
 
 
+def user_mode(fd: int) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the mode a plain ``open`` would: 0666 minus the umask,
+    so results and exports in a shared folder are readable by colleagues."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, creating parent folders."""
+    """Write ``data`` to ``path`` atomically (mode 0666 minus the umask), creating parent folders."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # an unwritable folder: name the file asked for, not the temp name
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    try:
+        user_mode(fd)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+    except OSError as exc:  # e.g. a full disk: no temp file is left, the previous file is intact
+        _unlink_quietly(tmp)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink_quietly(tmp)
         raise
 
 
@@ -333,3 +345,10 @@ def write_poses(path: PathLike, poses: np.ndarray) -> None:
         raise ValueError(f"{path}: poses must be Nx4x4 or Nx3x4, got shape {poses.shape}")
     lines = [" ".join("%.9e" % (v + 0.0) for v in p[:3].ravel()) + "\n" for p in poses]  # no "-0"
     _atomic_write_text(path, "".join(lines))
+
+
+def _unlink_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -12,6 +12,7 @@ with ``onnxruntime`` when installed, else with ``onnx``'s own reference evaluato
 """
 from __future__ import annotations
 
+import io
 import os
 import statistics
 import tempfile
@@ -24,7 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from harness.errors import HarnessError
+from harness.data import formats
+from harness.errors import HarnessError, RunFailure
 
 FORMATS = ("torchscript", "onnx")
 RTOL = 1e-4
@@ -65,6 +67,7 @@ def median_latency_ms(fn: Callable[[], Any], runs: int) -> float:
 
 def _tmp_beside(out: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    formats.user_mode(fd)
     os.close(fd)
     return Path(tmp)
 
@@ -72,7 +75,9 @@ def _tmp_beside(out: Path) -> Path:
 def _torchscript(model: nn.Module, sample: Tensor, tmp: Path) -> Callable[[Tensor], np.ndarray]:
     with torch.no_grad():
         traced = torch.jit.trace(model, sample, check_trace=False)
-    torch.jit.save(traced, str(tmp))
+    buf = io.BytesIO()  # written by Python: a full disk is an OSError, not an abort inside libtorch
+    torch.jit.save(traced, buf)
+    tmp.write_bytes(buf.getvalue())
     loaded = torch.jit.load(str(tmp), map_location="cpu").eval()
 
     def run(x: Tensor) -> np.ndarray:
@@ -88,9 +93,11 @@ def _onnx(model: nn.Module, sample: Tensor, tmp: Path) -> Callable[[Tensor], np.
     except ImportError:
         raise ExportError("option --format onnx: the 'onnx' package is not installed "
                           "(pip install 'stereodistill[onnx]'); --format torchscript needs nothing") from None
+    buf = io.BytesIO()
     with torch.no_grad():
-        torch.onnx.export(model, (sample,), str(tmp), input_names=["image"], output_names=["depth"],
+        torch.onnx.export(model, (sample,), buf, input_names=["image"], output_names=["depth"],
                           dynamic_axes={"image": {0: "batch"}, "depth": {0: "batch"}}, dynamo=False)
+    tmp.write_bytes(buf.getvalue())
     onnx.checker.check_model(str(tmp))
     try:
         import onnxruntime
@@ -119,7 +126,10 @@ def export_student(student: nn.Module, fmt: str, out: str | os.PathLike, input_s
     model = DepthOnly(student).eval()
     generator = torch.Generator().manual_seed(seed)
     sample = torch.rand(1, 3, *input_size, generator=generator)
-    tmp = _tmp_beside(out)
+    try:
+        tmp = _tmp_beside(out)
+    except OSError as exc:
+        raise HarnessError(f"option --out {out}: cannot write there ({exc.strerror or exc})") from None
     try:
         with warnings.catch_warnings():  # tracer notes on the student's input checks, constant folding
             warnings.simplefilter("ignore")
@@ -143,6 +153,9 @@ def export_student(student: nn.Module, fmt: str, out: str | os.PathLike, input_s
     except HarnessError:
         tmp.unlink(missing_ok=True)
         raise
+    except OSError as exc:  # a full disk: nothing is left at --out or beside it
+        tmp.unlink(missing_ok=True)
+        raise RunFailure(f"option --out {out}: cannot write the export ({exc.strerror or exc})") from exc
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

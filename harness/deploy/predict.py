@@ -178,16 +178,12 @@ def resolve_checkpoint(target: str, config: str | None) -> tuple[Path, dict[str,
     if path.is_file():
         return path, record
     stages = record.get("stages") or sorted(
-        (p.name for p in path.iterdir() if (p / "last_checkpoint").is_file()),
-        key=lambda name: (path / name / "last_checkpoint").stat().st_mtime)
+        (p.name for p in path.iterdir() if checkpoint.latest_checkpoint(p)),
+        key=lambda name: checkpoint.latest_checkpoint(path / name).stat().st_mtime)
     for stage in reversed(stages):
-        marker = path / stage / "last_checkpoint"
-        if marker.is_file():
-            ckpt = Path(marker.read_text().strip())
-            if not ckpt.is_file():  # the work dir was moved: same file name in this stage dir
-                ckpt = path / stage / ckpt.name
-            if ckpt.is_file():
-                return ckpt, record
+        ckpt = checkpoint.latest_checkpoint(path / stage)  # this folder's own files, also when copied
+        if ckpt is not None:
+            return ckpt, record
     raise HarnessError(f"option --checkpoint {target}: the run folder has no checkpoint "
                        f"(stages looked at: {', '.join(stages) or 'none'})")
 

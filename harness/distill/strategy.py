@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.distill import flips
+from harness.errors import HarnessError
 from harness.types import DepthOutput, LossDict, Needs, RunInfo, Stage, StepContext
 
 
@@ -53,6 +54,17 @@ class Strategy(nn.Module):
 
     #: weights of the named loss terms; ``method.loss_weights`` in the config overrides them
     default_loss_weights: dict[str, float] = {}
+
+    @staticmethod
+    def choice(name: str, value: Any, allowed) -> Any:
+        """``value`` if it is one of ``allowed``, else one line naming ``method.<name>``::
+
+            self.mode = self.choice("mode", mode, ("soft", "hard"))
+        """
+        options = list(allowed)
+        if not any(a == value and isinstance(a, bool) == isinstance(value, bool) for a in options):
+            raise HarnessError(f"config method.{name}={value!r} is not one of {', '.join(map(repr, options))}")
+        return value
 
     def __init__(self, loss_weights: dict[str, float] | None = None) -> None:
         super().__init__()

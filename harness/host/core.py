@@ -88,8 +88,13 @@ def prepare_synth(data_cfg: dict, cache_dir: Path, progress=None) -> Path:
     with FileLock(str(base / f"{key}.lock")):
         if (root / "synth.json").is_file():
             return root
+        for stale in base.glob(f"{key}.partial-*"):  # left by a run that died (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = base / f"{key}.partial-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        synth.generate(tmp, progress=progress, **gen)
-        os.replace(tmp, root)
+        try:
+            synth.generate(tmp, progress=progress, **gen)
+            os.replace(tmp, root)
+        except BaseException:  # a full cache disk, Ctrl-C: no half-written set stays behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return root

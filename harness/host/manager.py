@@ -116,6 +116,9 @@ class Catalog:
                 parse_spec(extra["control"], f"plugin {plugin!r} method {name!r}")
             except HarnessError as exc:
                 raise PluginError(str(exc)) from None
+        if kind != "metrics" and not isinstance(obj, (type, str)):
+            raise PluginError(f"plugin {plugin!r} registered {noun} {name!r} as a {type(obj).__name__} "
+                              f"({obj!r:.60}); {noun}s are registered as classes (or 'module:Class' references)")
         if name in self.entries[kind]:
             other = self.entries[kind][name].plugin
             raise PluginError(f"{noun} {name!r} is registered by both plugin {other!r} and plugin {plugin!r}")
@@ -184,7 +187,7 @@ class PluginHost:
                 continue
             try:
                 module = ep.load()
-            except Exception as exc:  # a broken third-party plugin must not break the harness
+            except BaseException as exc:  # a broken plugin (even one calling sys.exit) must not break the harness
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 warnings.warn(
                     f"plugin {ep.name!r} ({ep.value}) failed to import and is skipped: "
@@ -200,7 +203,7 @@ class PluginHost:
         for modname in filter(None, (m.strip() for m in os.environ.get(EXTRA_PLUGINS_ENV, "").split(","))):
             try:
                 module = importlib.import_module(modname)
-            except Exception as exc:
+            except BaseException as exc:  # also SystemExit / KeyboardInterrupt raised by its import
                 warnings.warn(f"plugin {modname!r} from ${EXTRA_PLUGINS_ENV} failed to import and is skipped: "
                               f"{type(exc).__name__}: {exc}", PluginWarning, 2)
                 continue

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from mmengine.hooks import Hook
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from harness.errors import HarnessWarning, RunFailure
@@ -94,6 +95,54 @@ def _epoch_of(path: Path) -> int:
     return int(m.group(1)) if m else -1
 
 
+MARKER = "last_checkpoint"
+
+
+def marked_checkpoint(stage_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint ``<stage_dir>/last_checkpoint`` names, looked up *by file name in this
+    folder* (a moved or copied work dir uses its own files, never the original's); None when the
+    marker is missing, unreadable or names no file here."""
+    name = marker_name(stage_dir)
+    path = Path(stage_dir) / name if name else None
+    return path if path is not None and path.is_file() else None
+
+
+def marker_name(stage_dir: str | os.PathLike) -> str | None:
+    """The file name ``last_checkpoint`` holds (mmengine writes a path), None if unreadable."""
+    try:
+        named = (Path(stage_dir) / MARKER).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return Path(named).name or None
+
+
+def latest_checkpoint(stage_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint a stage folder ends with: the one ``last_checkpoint`` names, else the
+    newest ``epoch_N.pth`` (a folder whose marker was lost)."""
+    epochs = sorted(Path(stage_dir).glob("epoch_*.pth"), key=_epoch_of, reverse=True)
+    return marked_checkpoint(stage_dir) or (epochs[0] if epochs else None)
+
+
+def write_marker(stage_dir: str | os.PathLike) -> None:
+    """Rewrite ``last_checkpoint`` (mmengine writes an absolute path) as the bare file name, so
+    the work dir stays valid when it is moved or copied."""
+    path = marked_checkpoint(stage_dir)
+    if path is not None:
+        tmp = Path(stage_dir) / f".{MARKER}.{os.getpid()}.tmp"
+        tmp.write_text(path.name)
+        os.replace(tmp, Path(stage_dir) / MARKER)
+
+
+class RelativeMarkerHook(Hook):
+    """After mmengine's ``CheckpointHook`` wrote ``last_checkpoint``, make it relative."""
+
+    priority = "LOWEST"
+
+    def after_train_epoch(self, runner) -> None:
+        if runner.rank == 0:
+            write_marker(runner.work_dir)
+
+
 def resumable_checkpoint(work_dir: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint of ``work_dir`` (the one ``last_checkpoint`` names first,
     then ``epoch_N.pth`` newest first); incomplete ones are skipped with a :class:`CheckpointWarning`.
@@ -101,13 +150,8 @@ def resumable_checkpoint(work_dir: str | os.PathLike) -> Path | None:
     work = Path(work_dir)
     for stale in work.glob(".*.pth.*.tmp"):  # a save interrupted by a crash
         stale.unlink(missing_ok=True)
-    candidates: list[Path] = []
-    marker = work / "last_checkpoint"
-    if marker.is_file():
-        named = marker.read_text().strip()
-        if named:  # by name: a work dir that was moved or copied still resumes from its own files
-            candidates.append(work / Path(named).name)
-    candidates += sorted(work.glob("epoch_*.pth"), key=_epoch_of, reverse=True)
+    named = marked_checkpoint(work)
+    candidates = ([named] if named else []) + sorted(work.glob("epoch_*.pth"), key=_epoch_of, reverse=True)
     seen: set[Path] = set()
     for path in candidates:
         if path.resolve() in seen or not path.is_file():

@@ -18,6 +18,7 @@ import torch
 from mmengine.hooks import Hook
 
 from harness.errors import RunFailure
+from harness.pipeline import checkpoint
 
 TERM_PREFIX = "term."
 
@@ -65,7 +66,5 @@ class LossGuard(Hook):
         )
 
     def last_good(self) -> str:
-        marker = self.work_dir / "last_checkpoint"
-        if marker.is_file() and marker.read_text().strip():
-            return marker.read_text().strip()
-        return "none (no epoch finished yet)"
+        name = checkpoint.marker_name(self.work_dir)
+        return str(self.work_dir / name) if name else "none (no epoch finished yet)"

@@ -12,11 +12,12 @@ from typing import Any
 import torch
 from mmengine.config import Config
 
-from harness.pipeline import checkpoint, distributed, precompute, resources, teacher_cache, teacher_outputs
+from harness.pipeline import checkpoint, distributed, precompute, preflight, resources, resume as resuming, teacher_cache, teacher_outputs
 
 from harness.report import cost, results
 
 from harness.eval import robustness
+from harness.config import schema
 from harness.config.controls import declared_control
 from harness.config.loader import section
 from harness.pipeline.determinism import derived_seed, seed_everything
@@ -36,7 +37,7 @@ from harness.pipeline.train import (
     stage_iters_per_epoch,
 )
 from harness.pipeline.schedule import plan_stages, stage_record
-from harness.types import Needs, RunInfo, StepContext
+from harness.types import RunInfo, StepContext
 
 
 def resolve_device(requested: str) -> str:
@@ -163,7 +164,9 @@ class RunContext:
 
     def train_teacher(self, teacher, train_set, val_set) -> dict[str, Any]:
         tcfg = section(self.cfg, "teacher_train")
-        key = teacher_cache.teacher_key(section(self.cfg, "teacher"), tcfg, train_set.fingerprint, self.data_cfg["input_size"])
+        files = teacher_cache.files_fingerprint(self.data_root)  # a modified copy of the data is other data
+        key = teacher_cache.teacher_key(section(self.cfg, "teacher"), tcfg, train_set.fingerprint,
+                                        self.data_cfg["input_size"], files=files)
         if not getattr(teacher, "trainable", True):
             return {"trained": False, "key": key}
         val_protocol = self.protocol(val_set, "none")
@@ -186,12 +189,40 @@ class RunContext:
             return {"val": _val_metrics(runner)}
 
         describe = {"teacher": section(self.cfg, "teacher"), "train": tcfg, "data": train_set.fingerprint,
+                    "data_files": files,
                     "input_size": list(self.data_cfg["input_size"])}
         info = teacher_cache.load_or_train(teacher, key=key, cache_dir=self.cache_dir, train_fn=train_fn, describe=describe)
         if choices:  # which supervised loss the teacher was trained with (the key covers it when set)
             info = dict(info, train_loss=loss or choices[0])
         return info
 
+
+    def other_variants(self, strategy, teacher) -> list[tuple[str, Any, bool]]:
+        """The datasets this run builds after training starts (the teacher's, the precompute
+        pass's, the teacher's test set, the mean-depth set), for :mod:`harness.pipeline.preflight`."""
+        mode = strategy.teacher_mode
+        evaluate = self.cfg.get("evaluate") or {}
+        reference = evaluate.get("teacher", True) and mode not in ("frozen", "online")
+        if teacher is None and (reference or strategy.precompute):
+            with torch.random.fork_rng(devices=[]):  # only its input keys are needed here
+                spec = section(self.cfg, "teacher")
+                teacher = self.catalog.build("teachers", spec.pop("type"), **spec)
+        out: list[tuple[str, Any, bool]] = []
+        keys = frozenset(getattr(teacher, "input_keys", ())) | preflight.EVAL_NEED
+        if teacher is not None and (mode == "frozen" or strategy.precompute or reference):
+            flip = self.cfg.teacher_train.get("flip_mode", "swap")
+            out += [("teacher_train (data.train)", self.build_dataset("train", keys, flip_mode=flip), False),
+                    ("teacher_train (data.val)", self.build_dataset("val", keys), True)]
+        if teacher is not None and strategy.precompute:
+            canonical = frozenset(teacher.input_keys) | {"meta"}
+            out += [(f"precompute (data.{k})", self.build_dataset(k, canonical, flip_mode=None), False)
+                    for k in ("train", "val")]
+        if teacher is not None and evaluate.get("teacher", True):
+            out.append(("evaluate.teacher (data.test)", self.build_dataset("test", keys), True))
+        if evaluate.get("mean_depth", True):
+            out.append(("evaluate.mean_depth (data.train)",
+                        self.build_dataset("train", frozenset({"depth_gt", "depth_gt_mask"})), False))
+        return out
 
     def with_precomputed(self, spec: dict[str, str], datasets: dict[str, Any]):
         """Run the configured teacher once per split, store its maps, wrap ``datasets``
@@ -225,22 +256,16 @@ def run_info(cfg: Config, strategy) -> RunInfo:
                    teacher=(cfg.get("teacher") or {}).get("type"), dataset=(cfg.get("data") or {}).get("dataset"))
 
 
-def check_needs(owner: str, model, needs: Needs) -> None:
-    """Fail before training when a model does not expose what a strategy distils."""
-    if model is None:
-        return
-    specs = {s.name for s in model.feature_specs()} if hasattr(model, "feature_specs") else set()
-    missing = sorted(set(needs.features) - specs)
-    if missing:
-        raise HarnessError(f"{owner} {type(model).__name__} does not expose feature(s) {missing} "
-                           f"(it has: {sorted(specs) or 'none'})")
-
-
 def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, resume: bool = False) -> tuple[dict, Path]:
     """Run one method end to end and write its result file; returns (result, path)."""
     started = time.time()
     commit = results.git_commit()  # the code that runs: read before training, not when the file is written
     host.configure_run(cfg)  # before anything reads the config
+    schema.check_run_config(cfg, host.catalog)  # before anything is built or written
+    if resume:
+        finished = resuming.finished_result(resuming.check_same_config(work_dir, cfg), work_dir, cfg)
+        if finished is not None:  # nothing left to do: the recorded result stays as it is
+            return finished
     ctx = RunContext(cfg, host, work_dir=work_dir, resume=resume)
     distributed.init(ctx.launcher, ctx.device)
     resources.reset_peaks(ctx.device)
@@ -268,10 +293,11 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     eval_need = frozenset({"image", "depth_gt", "depth_gt_mask", "meta"})
     val_set = ctx.build_dataset("val", eval_need | (need & set(train_set.provides)))
     test_set = ctx.build_dataset("test", eval_need)
+    preflight.check_datasets([("data.train", train_set, False), ("data.val", val_set, True),
+                              ("data.test", test_set, True), *ctx.other_variants(strategy, teacher)])
+    preflight.check_models(strategy, student, teacher, preflight.one_batch(train_set), method)
     if strategy.precompute:
         train_set, val_set = ctx.with_precomputed(strategy.precompute, {"train": train_set, "val": val_set})
-    check_needs("student", student, strategy.student_needs)
-    check_needs("teacher", teacher, strategy.teacher_needs)
 
     teacher_info = None
     t = time.time()
@@ -305,6 +331,10 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         model = DistillModel(student, cached_teacher if cached_teacher is not None and teacher is cached_teacher.live
                              else teacher, strategy, stage, step_ctx)
         hook = StrategyHook(strategy, step_ctx, stage)
+        # a stage an earlier run finished keeps what it recorded (its Runner has nothing left to train)
+        done = resuming.finished_stage(work_dir / stage.name, plan.epochs) if resume else None
+        if not resume and distributed.is_main_process():
+            resuming.forget_stage(work_dir / stage.name)
         runner = run_stage(
             model=model, stage_label=stage.name, work_dir=work_dir / stage.name, train_set=train_set,
             val_set=val_set, val_protocol=val_protocol, schedule=schedule, epochs=plan.epochs, batch_size=bs,
@@ -314,12 +344,15 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
             previous_optimizer=previous_optimizer, **ctx.stage_options(),
         )
         previous_optimizer = runner.optim_wrapper.optimizer
-        stage_results["stages"][stage.name] = stage_record(plan, schedule, runner.schedule_hook)
-        stage_results["losses"][stage.name] = {
-            k.removeprefix("term."): round(v, 6) for k, v in hook.last_epoch_terms.items()
-            if k == "loss" or k.startswith("term.")
-        }
-        stage_results["val"][stage.name] = _val_metrics(runner)
+        if done is None:
+            done = {"stages": stage_record(plan, schedule, runner.schedule_hook),
+                    "losses": {k.removeprefix("term."): round(v, 6) for k, v in hook.last_epoch_terms.items()
+                               if k == "loss" or k.startswith("term.")},
+                    "val": _val_metrics(runner)}
+            if distributed.is_main_process():
+                resuming.record_stage(work_dir / stage.name, plan.epochs, done)
+        for key in ("stages", "losses", "val"):
+            stage_results[key][stage.name] = done[key]
         strategy.on_stage_end(stage, student, teacher, lambda predict_batch: evaluate_split(
             None, val_set, val_protocol, ctx, predict_batch=predict_batch))
         if teacher is not None and strategy.teacher_mode == "online" and cfg.evaluate.get("teacher", True):
@@ -409,11 +442,12 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     if not distributed.is_main_process():
         return result, None  # rank 0 writes the result file
     path = results.write_result(result, results_dir)
+    resuming.record_result(work_dir, path)
     host.result_written(result, str(path))
     return result, path
 
 
-RUN_RECORD = "run_config.json"
+RUN_RECORD = resuming.RUN_RECORD
 
 
 def write_run_record(work_dir: Path, cfg: Config, *, method: str, student: str, stages) -> Path:

@@ -44,7 +44,38 @@ def cache_root(configured: str | None) -> Path:
     return Path(root).expanduser()
 
 
-def teacher_key(teacher_cfg: dict, train_cfg: dict, data_fingerprint: str, input_size) -> str:
+#: folders under a data root that the harness itself writes (never part of the data's identity)
+OWN_FOLDERS = frozenset({"precomputed"})
+_FILES_FINGERPRINTS: dict[tuple[str, int], str] = {}
+
+
+def files_fingerprint(root: str | os.PathLike) -> str:
+    """Identity of the files under a data root: sha256 over (path, size, mtime) of every file,
+    leaving out hidden files, lock files and the harness's own folders (``precomputed/``). A
+    modified copy of a dataset differs (its files were rewritten); memoised per root and mtime."""
+    root = Path(root).resolve()
+    memo = (str(root), root.stat().st_mtime_ns)
+    if memo in _FILES_FINGERPRINTS:
+        return _FILES_FINGERPRINTS[memo]
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (rel == "." and d in OWN_FOLDERS))
+        for name in sorted(filenames):
+            if name.startswith(".") or name.endswith(".lock"):
+                continue
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            digest.update(f"{os.path.join(rel, name)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    _FILES_FINGERPRINTS[memo] = value = digest.hexdigest()[:16]
+    return value
+
+
+def teacher_key(teacher_cfg: dict, train_cfg: dict, data_fingerprint: str, input_size, files: str | None = None) -> str:
+    """The cache key: teacher config, training schedule, the data (split fingerprint and, with
+    ``files``, :func:`files_fingerprint` of its root) and the input size."""
     blob = json.dumps(
         {
             "format": CACHE_FORMAT,
@@ -52,6 +83,7 @@ def teacher_key(teacher_cfg: dict, train_cfg: dict, data_fingerprint: str, input
             "train": train_cfg,
             "data": data_fingerprint,
             "input_size": list(input_size),
+            **({"files": files} if files is not None else {}),
         },
         sort_keys=True,
         default=str,

@@ -23,7 +23,7 @@ from harness.pipeline.determinism import EpochSeedHook, set_deterministic
 from harness.errors import HarnessError
 from harness.pipeline.loss_guard import TERM_PREFIX, LossGuard
 from harness.pipeline.schedule import ContinueScheduleHook, StagePlan, fill_schedulers
-from harness.types import Stage, StepContext
+from harness.types import LossDict, Stage, StepContext
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,6 +98,9 @@ class DistillModel(_LossModel):
             s_out = self.strategy.student_forward(self.student, batch)
             t_out = self.strategy.teacher_forward(self.teacher, batch, s_out)
             loss = self.strategy.compute_loss(batch, s_out, t_out, self.ctx)
+            if not isinstance(loss, LossDict):
+                raise HarnessError(f"method {type(self.strategy).__name__}.compute_loss returned a "
+                                   f"{type(loss).__name__}, not a harness.LossDict (return self.weighted(terms))")
             out = {"loss": loss.total}
             out.update({TERM_PREFIX + k: v for k, v in loss.terms.items()})
             return out
@@ -331,7 +334,8 @@ def run_stage(
             checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=2, save_last=True),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
-        custom_hooks=[schedule_hook, EpochSeedHook(seed, stage_label), guard, *extra_hooks, ProgressHook(stage_label, enabled=progress)],
+        custom_hooks=[schedule_hook, EpochSeedHook(seed, stage_label), guard, *extra_hooks, ProgressHook(stage_label, enabled=progress),
+                      checkpoint.RelativeMarkerHook()],
         randomness=dict(seed=seed, deterministic=deterministic, diff_rank_seed=False),
         env_cfg=settings["env_cfg"],
         launcher=settings["launcher"],
@@ -406,18 +410,6 @@ def amp_dtype(value) -> str | None:
     if isinstance(value, str) and value in AMP_DTYPES:
         return AMP_DTYPES[value]
     raise HarnessError(f"config schedule.amp={value!r}: must be False, True, 'bf16' or 'fp16'")
-
-
-def latest_checkpoint(work_dir: Path) -> Path | None:
-    marker = work_dir / "last_checkpoint"
-    if marker.is_file():
-        p = Path(marker.read_text().strip())
-        return p if p.is_file() else None
-    return None
-
-
-def is_stage_complete(work_dir: Path, epochs: int) -> bool:
-    return (work_dir / f"epoch_{epochs}.pth").is_file()
 
 
 def progress_callback(label: str) -> Callable[[int, int], None]:

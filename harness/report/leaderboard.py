@@ -19,11 +19,11 @@ from typing import Any, Callable
 
 from harness.errors import HarnessError
 from harness.report.compare import NO_PER_FRAME, delta_columns, fill_delta_cells, per_drive_table
-from harness.report.results import budget_of
+from harness.report.results import TABLE_METRICS, budget_of
 from harness.report.table import MISSING, Column, Table, to_csv, to_github, to_latex
 
 FORMATS = ("github", "latex", "csv", "html")
-COLUMNS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+COLUMNS = TABLE_METRICS
 HIGHER_IS_BETTER = frozenset({"a1", "a2", "a3"})
 # cost columns: (key, header, kind, digits, record field, scale)
 COST_COLUMNS = (

@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -82,6 +83,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.data.formats import user_mode
 from harness.errors import HarnessError, HarnessWarning, RunFailure
 
 SCHEMA_VERSION = 1
@@ -91,20 +93,25 @@ NOT_RESULTS = frozenset({"matrix.json"})
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
+    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``
+    (mode 0666 minus the umask, as a plain ``open``)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # an unwritable folder: name the file asked for, not the temp name
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    try:
+        user_mode(fd)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # e.g. a full disk: no temp file is left, the previous file is intact
+        _unlink_quietly(tmp)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink_quietly(tmp)
         raise
 
 
@@ -119,6 +126,22 @@ def check_writable_dir(path: str | os.PathLike, option: str) -> Path:
     except OSError as exc:
         raise HarnessError(f"option {option} {p}: directory is not writable ({exc.strerror or exc})") from None
     return p
+
+
+#: the longest path the system opens (Linux PATH_MAX) less room for the temp-file suffix
+PATH_LIMIT = 4096 - 32
+
+
+def check_result_path(results_dir: Path, name: str) -> None:
+    """Refuse, before any training, a result path the file system would refuse at the end."""
+    path = Path(results_dir).resolve() / name
+    try:
+        name_max = os.pathconf(results_dir, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(os.fsencode(name)) + 24 > name_max or len(os.fsencode(str(path))) > PATH_LIMIT:
+        raise HarnessError(f"option --results {results_dir}: the result file {name} would have a path of "
+                           f"{len(str(path))} characters (name {len(name)}), more than the file system allows")
 
 
 def result_filename(result: dict[str, Any]) -> str:
@@ -154,8 +177,40 @@ def read_result(path: Path) -> dict[str, Any]:
                            f"(this harness reads {SCHEMA_VERSION})")
     if not isinstance(data["metrics"], dict) or not isinstance(data["protocol"], dict) or "id" not in data["protocol"]:
         raise HarnessError(f"{path}: not a stereodistill result (metrics or protocol.id malformed)")
+    field = malformed_field(data)
+    if field:
+        raise HarnessError(f"{path}: field {field}")
     data["_path"] = str(path)
     return data
+
+
+#: metric values a table ranks and averages: a finite number (or null = not measured)
+TABLE_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+
+
+def malformed_field(data: dict[str, Any]) -> str | None:
+    """The first field of a result whose type or value a table cannot use, described; else None."""
+    def bad(name: str, value: Any, want: str) -> str:
+        return f"{name} is {value!r}, must be {want}"
+
+    if not isinstance(data["method"], str) or not data["method"]:
+        return bad("method", data["method"], "a method name")
+    if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
+        return bad("seed", data["seed"], "an integer")
+    if not isinstance(data.get("profile", ""), str):
+        return bad("profile", data["profile"], "a string")
+    if not isinstance(data["protocol"]["id"], str):
+        return bad("protocol.id", data["protocol"]["id"], "a string")
+    for role, values in data["metrics"].items():
+        if not isinstance(values, dict):
+            continue
+        for key in TABLE_METRICS:
+            value = values.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                return bad(f"metrics.{role}.{key}", value, "a finite number or null")
+    return None
 
 
 def load_results(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -238,3 +293,10 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return str(obj)
+
+
+def _unlink_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -75,13 +75,9 @@ def _build(catalog, kind: str, spec: dict | None):
 def stage_checkpoint(work_dir: Path, stage_names: list[str]) -> Path:
     """The checkpoint of the last stage (in the strategy's order) that has one."""
     for name in reversed(stage_names):
-        marker = work_dir / name / "last_checkpoint"
-        if marker.is_file():
-            path = Path(marker.read_text().strip())
-            if not path.is_absolute() or not path.is_file():
-                path = work_dir / name / path.name
-            if path.is_file():
-                return path
+        path = checkpoint.latest_checkpoint(work_dir / name)
+        if path is not None:
+            return path
     raise HarnessError(f"work dir {work_dir}: no checkpoint of stage(s) {', '.join(stage_names)} "
                        f"(pass --run METHOD=WORK_DIR for a run trained elsewhere)")
 
