@@ -39,8 +39,11 @@ def load_file(path: str | Path, what: str) -> Config:
     if not p.is_file():
         raise HarnessError(f"{what} {p}: no such file")
     try:
-        return Config.fromfile(str(p))
-    except Exception as exc:  # syntax errors, bad _base_ paths, ...
+        cfg = Config.fromfile(str(p))
+        for key in cfg.keys():  # an import in the file is lazy: a missing module fails only here
+            cfg[key]
+        return cfg
+    except Exception as exc:  # syntax errors, bad _base_ paths, missing imports, ...
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise HarnessError(f"{what} {p}: cannot be read as an mmengine config: {msg}") from exc
 
@@ -109,6 +112,7 @@ def build_run_config(
         if Path(config_file).resolve().parent == CONFIG_DIR.resolve():
             apply_profile(cfg, layer, f"profile {Path(config_file).stem!r}")
         else:
+            keep_sections(cfg, layer.to_dict(), f"option --config {config_file}")
             cfg.merge_from_dict(layer.to_dict())
     if quick:
         apply_profile(cfg, load_file(QUICK_PROFILE, "quick profile"), "profile 'quick'")
@@ -118,6 +122,18 @@ def build_run_config(
         raise HarnessError("option --cfg-options: method.type cannot be changed (use --method)")
     apply_width_mult(cfg)
     return cfg
+
+
+def keep_sections(cfg, layer: dict, what: str, prefix: str = "") -> None:
+    """Refuse a layer that puts a plain value where the config has a section (``schedule = 5``):
+    merging more layers over it would fail deep inside mmengine."""
+    for key, value in layer.items():
+        path = f"{prefix}{key}"
+        if isinstance(cfg.get(key), dict) and not isinstance(value, dict):
+            raise HarnessError(f"config {path}={value!r}: must be a section (a dict of keys), as in the "
+                               f"defaults ({what})")
+        if isinstance(cfg.get(key), dict) and isinstance(value, dict):
+            keep_sections(cfg[key], value, what, f"{path}.")
 
 
 def apply_profile(cfg: Config, profile: Config, what: str) -> None:

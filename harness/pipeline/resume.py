@@ -17,7 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.data import formats
+from harness.errors import HarnessError, RunFailure
 from harness.pipeline import checkpoint
 from harness.report import results
 
@@ -111,9 +112,11 @@ def finished_result(record: dict[str, Any] | None, work_dir: Path, cfg) -> tuple
 def record_result(work_dir: Path, path: Path) -> None:
     """Note in the run record that the run finished and wrote ``path``."""
     record_path = Path(work_dir) / RUN_RECORD
+    if not record_path.is_file():
+        return
     record = json.loads(record_path.read_text())
     record["result"] = str(Path(path).resolve())
-    results.atomic_write_text(record_path, json.dumps(record, indent=2, sort_keys=True, default=str))
+    _write_json(record_path, record)
 
 
 def finished_stage(stage_dir: Path, epochs: int) -> dict[str, Any] | None:
@@ -135,6 +138,11 @@ def forget_stage(stage_dir: Path) -> None:
 
 
 def record_stage(stage_dir: Path, epochs: int, values: dict[str, Any]) -> None:
-    Path(stage_dir).mkdir(parents=True, exist_ok=True)
-    results.atomic_write_text(Path(stage_dir) / STAGE_RESULT,
-                              json.dumps(dict(values, epochs=epochs), indent=2, sort_keys=True, default=str))
+    _write_json(Path(stage_dir) / STAGE_RESULT, dict(values, epochs=epochs))
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    try:
+        formats.atomic_write_bytes(path, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
+    except OSError as exc:  # e.g. a full disk: the previous file is intact
+        raise RunFailure(f"cannot write {path}: {exc.strerror or exc}") from exc

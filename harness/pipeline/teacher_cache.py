@@ -46,17 +46,14 @@ def cache_root(configured: str | None) -> Path:
 
 #: folders under a data root that the harness itself writes (never part of the data's identity)
 OWN_FOLDERS = frozenset({"precomputed"})
-_FILES_FINGERPRINTS: dict[tuple[str, int], str] = {}
 
 
 def files_fingerprint(root: str | os.PathLike) -> str:
     """Identity of the files under a data root: sha256 over (path, size, mtime) of every file,
     leaving out hidden files, lock files and the harness's own folders (``precomputed/``). A
-    modified copy of a dataset differs (its files were rewritten); memoised per root and mtime."""
+    modified copy of a dataset differs (its files were rewritten); a copy that keeps sizes and
+    times (``cp -p``) is the same data."""
     root = Path(root).resolve()
-    memo = (str(root), root.stat().st_mtime_ns)
-    if memo in _FILES_FINGERPRINTS:
-        return _FILES_FINGERPRINTS[memo]
     digest = hashlib.sha256()
     for dirpath, dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
@@ -69,8 +66,7 @@ def files_fingerprint(root: str | os.PathLike) -> str:
             except OSError:
                 continue
             digest.update(f"{os.path.join(rel, name)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    _FILES_FINGERPRINTS[memo] = value = digest.hexdigest()[:16]
-    return value
+    return digest.hexdigest()[:16]
 
 
 def teacher_key(teacher_cfg: dict, train_cfg: dict, data_fingerprint: str, input_size, files: str | None = None) -> str:

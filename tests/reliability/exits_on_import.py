@@ -1,0 +1,4 @@
+"""A plugin module that calls ``sys.exit(3)`` on import (reliability tests)."""
+import sys
+
+sys.exit(3)

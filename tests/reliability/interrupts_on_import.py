@@ -1,0 +1,2 @@
+"""A plugin module that raises ``KeyboardInterrupt`` on import (reliability tests)."""
+raise KeyboardInterrupt
