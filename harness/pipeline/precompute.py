@@ -7,6 +7,9 @@ and writes each map as a 16-bit PNG (value x 256, 0 = invalid, the KITTI depth c
 
     <data_root>/precomputed/<teacher>-<teacher key>/<batch key>/<folder>/<side>/<frame:010d>.png
 
+(by ``meta["sample_id"]`` when a dataset declares one, else by split and index for datasets
+without KITTI's folder/side/frame meta keys)
+
 (``<cache>/precomputed/<data fingerprint>/...`` when the data root is not writable). A
 ``<split>.done`` marker is written last, under a file lock, so concurrent or interrupted runs
 never read half a set. :class:`WithPrecomputed` adds the maps to a dataset's samples, mirrored
@@ -55,8 +58,17 @@ def store_root(data_root: Path, cache_dir: Path, fingerprint: str, teacher_tag: 
     return cache_dir / "precomputed" / fingerprint / teacher_tag
 
 
-def map_path(root: Path, key: str, meta: dict[str, Any]) -> Path:
-    return root / key / str(meta["folder"]) / str(meta["side"]) / f"{int(meta['frame']):010d}.png"
+def map_path(root: Path, key: str, meta: dict[str, Any], split: str | None = None, index: int | None = None) -> Path:
+    """Where one sample's map lives: by the dataset's declared ``meta["sample_id"]``, else by the
+    KITTI-style ``folder``/``side``/``frame`` meta keys, else by ``(split, index)``."""
+    if meta.get("sample_id") is not None:
+        return root / key / f"{meta['sample_id']}.png"
+    if all(k in meta for k in ("folder", "side", "frame")):
+        return root / key / str(meta["folder"]) / str(meta["side"]) / f"{int(meta['frame']):010d}.png"
+    if split is None or index is None:
+        raise HarnessError("precompute: the dataset's samples carry no meta 'sample_id' (nor KITTI's "
+                           "folder/side/frame) and no split index was given")
+    return root / key / str(split) / f"{int(index):06d}.png"
 
 
 @torch.no_grad()
@@ -88,7 +100,7 @@ def precompute_split(
                 maps = teacher_output(out, what).float().cpu().numpy()
                 for j, sample in enumerate(samples):
                     value = np.clip(np.nan_to_num(maps[j, 0], nan=0.0, posinf=0.0), 0.0, MAX_VALUE)
-                    formats.write_png16(map_path(root, key, sample["meta"]), value)
+                    formats.write_png16(map_path(root, key, sample["meta"], dataset.split, start + j), value)
             if progress:
                 progress(min(n, start + batch_size), n)
         formats.atomic_write_bytes(done, b"ok\n")
@@ -118,7 +130,7 @@ class WithPrecomputed(Dataset):
                                "'mirror' (not 'swap') with a method that precomputes teacher outputs")
         size = tuple(sample["image"].shape[-2:])
         for key, root in self.roots.items():
-            path = map_path(root, key, meta)
+            path = map_path(root, key, meta, self.base.split, index)
             arr = formats.read_png16(path)
             if arr.shape != size:
                 raise HarnessError(f"{path}: precomputed map is {arr.shape[0]}x{arr.shape[1]}, samples are "

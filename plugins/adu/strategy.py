@@ -218,16 +218,13 @@ class ADUStrategy(Strategy):
         if unknown:
             raise HarnessError(f"method.loss_weights has unknown term(s) {sorted(unknown)}; "
                                f"ADU-Depth has {sorted(self.default_loss_weights)}")
-        if uncertainty_mode not in UNCERTAINTY_MODES:
-            raise HarnessError(f"method.uncertainty_mode={uncertainty_mode!r} is not one of {list(UNCERTAINTY_MODES)}")
-        if resp_mask not in RESP_MASKS:
-            raise HarnessError(f"method.resp_mask={resp_mask!r} is not one of {list(RESP_MASKS)}")
+        self.choice("uncertainty_mode", uncertainty_mode, UNCERTAINTY_MODES)
+        self.choice("resp_mask", resp_mask, RESP_MASKS)
         if not float(lr_threshold) > 0:
             raise HarnessError(f"method.lr_threshold must be positive (px), got {lr_threshold!r}")
         self.resp_mask = resp_mask
         self.lr_threshold = float(lr_threshold)
-        if focal_mode not in FOCAL_MODES:
-            raise HarnessError(f"method.focal_mode={focal_mode!r} is not one of {list(FOCAL_MODES)}")
+        self.choice("focal_mode", focal_mode, FOCAL_MODES)
         pairs = dict(DEFAULT_FEATURE_PAIRS if feature_pairs is None else feature_pairs)
         if not pairs and float(self.loss_weights["feat"]) != 0.0:
             raise HarnessError("method.feature_pairs is empty but loss_weights.feat is not 0")

@@ -63,12 +63,8 @@ class BaselineStrategy(Strategy):
         super().__init__(loss_weights)
         if eval_scale is None:
             eval_scale = "median" if supervision == "video" else "none"
-        if supervision not in SUPERVISION_KEYS:
-            raise HarnessError(
-                f"method.supervision={supervision!r} is not one of {sorted(SUPERVISION_KEYS)}"
-            )
-        if eval_scale not in ("none", "median"):
-            raise HarnessError(f"method.eval_scale={eval_scale!r} is not one of ['median', 'none']")
+        self.choice("supervision", supervision, sorted(SUPERVISION_KEYS))
+        self.choice("eval_scale", eval_scale, ("median", "none"))
         if baseline_norm is not None and not float(baseline_norm) > 0:
             raise HarnessError(f"method.baseline_norm must be None or positive, got {baseline_norm!r}")
         if not float(eval_baseline) > 0:
@@ -80,8 +76,7 @@ class BaselineStrategy(Strategy):
         self.eval_baseline = float(eval_baseline)
         self.scales = tuple(scales)
         self.required_batch_keys = SUPERVISION_KEYS[supervision]
-        if min_over not in ("sources", "all", "none"):
-            raise HarnessError(f"method.min_over={min_over!r} is not one of 'sources', 'all', 'none'")
+        self.choice("min_over", min_over, ("sources", "all", "none"))
         self.video_options = dict(alpha=float(photo_alpha), ssim_window=int(ssim_window), min_over=min_over,
                                   automask=bool(automask), dynamic_weight=bool(dynamic_weight))
         # the pose net exists for video supervision only (a strategy-owned module, dropped at test time)

@@ -100,8 +100,7 @@ class RecursiveStrategy(Strategy):
         self.joint_loss_weights = {**JOINT_WEIGHTS, **(joint_loss_weights or {})}
         if not 0.0 <= float(joint_fraction) <= 1.0:
             raise HarnessError(f"method.joint_fraction must be in [0, 1], got {joint_fraction}")
-        if flip_fusion not in FUSIONS:
-            raise HarnessError(f"method.flip_fusion must be one of {FUSIONS}, got {flip_fusion!r}")
+        self.choice("flip_fusion", flip_fusion, FUSIONS)
         if eval_scale not in ("none", "median"):
             raise HarnessError(f"method.eval_scale must be 'none' or 'median', got {eval_scale!r}")
         self.joint_fraction = float(joint_fraction)

@@ -272,12 +272,7 @@ class SelectiveStrategy(Strategy):
         loss_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__(loss_weights)
-
-        def choose(name, value, allowed):
-            if value not in allowed:
-                raise HarnessError(f"method.{name}={value!r} is not one of {list(allowed)}")
-            return value
-
+        choose = self.choice
         self.proxy_source = choose("proxy_source", proxy_source, PROXY_SOURCES)
         self.proxy_conf = choose("proxy_conf", proxy_conf, ("auto", True, False))
         self.conf_threshold = float(conf_threshold)

@@ -122,8 +122,7 @@ class SSMDEStrategy(Strategy):
         if 0 not in self.scales:
             raise HarnessError(f"method.scales={tuple(scales)} must include 0 (the dynamic mask and "
                                "the pseudo/kd terms use the full-resolution output)")
-        if min_over not in ("sources", "all", "none"):
-            raise HarnessError(f"method.min_over={min_over!r} is not one of 'sources', 'all', 'none'")
+        self.choice("min_over", min_over, ("sources", "all", "none"))
         if teacher_update not in ("snapshot", "ema"):
             raise HarnessError(f"method.teacher_update={teacher_update!r} is not 'snapshot' or 'ema'")
         if kd_align not in ("median", "none"):
@@ -150,8 +149,7 @@ class SSMDEStrategy(Strategy):
         self.pseudo_weights = {**DEFAULT_PSEUDO_WEIGHTS, **(pseudo_weights or {})}
         self.pseudo_static_only = bool(pseudo_static_only)
         self.rank_ratio = float(rank_ratio)
-        if rank_space not in L.RANK_SPACES:
-            raise HarnessError(f"method.rank_space={rank_space!r} is not one of {list(L.RANK_SPACES)}")
+        self.choice("rank_space", rank_space, L.RANK_SPACES)
         self.rank_space = rank_space
         self.global_pair_fraction = float(global_pair_fraction)
         self.normal_rank_anchors = int(normal_rank_anchors)

@@ -194,8 +194,7 @@ class StructureStrategy(Strategy):
         self.aux_photo_scales = tuple(int(s) for s in aux_photo_scales)
         if not set(self.aux_photo_scales) <= set(self.scales):
             raise HarnessError(f"method.aux_photo_scales={self.aux_photo_scales} must be a subset of scales={self.scales}")
-        if aug_mode not in AUG_MODES:
-            raise HarnessError(f"method.aug_mode={aug_mode!r} is not one of {list(AUG_MODES)}")
+        self.choice("aug_mode", aug_mode, AUG_MODES)
         self.aug_mode = aug_mode
         self.ltd_fraction = float(ltd_fraction)
         self.aug_warmup = float(aug_warmup)
@@ -237,8 +236,7 @@ class StructureStrategy(Strategy):
         self.consistency_scales = tuple(int(s) for s in consistency_scales)
         self.ltd_patch = int(ltd_patch)
         self.ltd_ratio = (float(ltd_ratio[0]), float(ltd_ratio[1]))
-        if ltd_fill not in FILL_MODES:
-            raise HarnessError(f"method.ltd_fill={ltd_fill!r} is not one of {list(FILL_MODES)}")
+        self.choice("ltd_fill", ltd_fill, FILL_MODES)
         self.ltd_fill = ltd_fill
         self.graph_strides = tuple(int(s) for s in graph_strides)
         self.graph_student_features = _stride_map(graph_student_features, {16: "dec_s16", 32: "enc_s32"})
