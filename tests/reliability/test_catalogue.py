@@ -342,7 +342,7 @@ CASES = [
         "STEREODISTILL_PLUGINS", "tests.reliability.registers_non_class"), ["list", "methods"])[1],
          2, ("not_a_class", "registered as classes")),
     Case("strategy-raises-at-step-3", lambda c: c.run("evaluate.teacher=False", "evaluate.mean_depth=False",
-                                                      method="raise_at"), 1,
+                                                      "schedule.batch_size=2", method="raise_at"), 1,
          ("internal error in plugin module tests.reliability.catalogue_plugins", "RuntimeError", "--debug",
           "traceback is in")),
     Case("compute-loss-returns-dict", lambda c: c.run("evaluate.teacher=False", method="returns_dict"), 2,
