@@ -87,7 +87,7 @@ def score_frames(score_batch: Callable[[list[int]], Iterable[Scored]], n: int, *
     frames: list[str] = []
     for metrics, ids in distributed.gather_ordered(per_batch):
         acc.update(metrics)  # keeps the images with a valid GT pixel
-        frames += [f for f, n in zip(ids, torch.as_tensor(metrics["valid_px"]).reshape(-1).tolist()) if n > 0]
+        frames += [f for f, px in zip(ids, torch.as_tensor(metrics["valid_px"]).reshape(-1).tolist()) if px > 0]
     return SplitScore(acc.summary(), acc.per_image(), frames)
 
 
