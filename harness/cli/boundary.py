@@ -2,8 +2,8 @@
 
 * :class:`~harness.errors.HarnessError`: bad input (exit 2) or a runtime failure (its own exit code);
   its message names the file or option.
-* an environment failure (``OSError`` such as a full disk, ``MemoryError``): exit 1, one line with the
-  file the OS names.
+* an environment failure (``OSError`` such as a full disk, ``MemoryError``, a missing package): exit 1,
+  one line with the file the OS names.
 * an error raised inside data loading, mmengine's builders, the optimiser or an LR scheduler (a
   ``ValueError`` naming a truncated file, an option the optimiser refuses): translated to a usage error
   (exit 2) that keeps the original message.
@@ -53,6 +53,9 @@ def classify(exc: BaseException) -> tuple[str, int]:
         if exc.errno == errno.ENOSPC:
             reason = "No space left on device (nothing was half-written; free space and rerun)"
         return f"{where}{reason}", EXIT_RUNTIME
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return (f"the package providing {exc.name!r} is not installed (pip install the project's dependencies: "
+                f"pip install -e .)"), EXIT_RUNTIME
     if isinstance(exc, MemoryError):
         return "out of memory (try a smaller schedule.batch_size or data.input_size)", EXIT_RUNTIME
     frames = traceback.extract_tb(exc.__traceback__)

@@ -53,9 +53,8 @@ def Any_(value, path):  # noqa: N802 - a check, named like the others
 
 def Int(lo: int | None = None, hi: int | None = None) -> Check:
     def check(value, path):
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(path, value, "must be an integer" + _range(lo, hi))
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
+        integer = not isinstance(value, bool) and isinstance(value, int)
+        if not integer or (lo is not None and value < lo) or (hi is not None and value > hi):
             _fail(path, value, "must be an integer" + _range(lo, hi))
     return check
 
@@ -69,9 +68,8 @@ def _range(lo, hi) -> str:
 def Float(gt: float | None = None, ge: float | None = None) -> Check:
     def check(value, path):
         bound = f" > {gt}" if gt is not None else f" >= {ge}" if ge is not None else ""
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            _fail(path, value, "must be a finite number" + bound)
-        if (gt is not None and value <= gt) or (ge is not None and value < ge):
+        number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        if not number or (gt is not None and value <= gt) or (ge is not None and value < ge):
             _fail(path, value, "must be a finite number" + bound)
     return check
 
@@ -88,7 +86,7 @@ def Str(value, path):  # noqa: N802
 
 def Choice(*allowed) -> Check:
     def check(value, path):
-        if value not in allowed or isinstance(value, bool) and not any(a is value for a in allowed):
+        if not any(a == value and isinstance(a, bool) == isinstance(value, bool) for a in allowed):
             _fail(path, value, f"must be one of {', '.join(map(repr, allowed))}")
     return check
 
@@ -132,9 +130,8 @@ class Section:
     """A dict with declared keys; ``defaults`` (the default config's values at this path) adds keys
     accepted without a type."""
 
-    def __init__(self, keys: dict[str, Check], open_: bool = False):
+    def __init__(self, keys: dict[str, Check]):
         self.keys = keys
-        self.open = open_
 
     def __call__(self, value, path, defaults=None):
         if not isinstance(value, dict):
@@ -148,7 +145,7 @@ class Section:
                     check(item, sub, (defaults or {}).get(key) if isinstance((defaults or {}).get(key), dict) else None)
                 else:
                     check(item, sub)
-            elif not self.open and key not in known:
+            elif key not in known:
                 unknown_key(sub, known)
 
 
@@ -255,11 +252,12 @@ def _registry_section(registry_name: str, provided: tuple[str, ...]) -> Check:
             raise HarnessError(f"config {path}.type={kind!r}: not a known {registry_name}{hint}")
         if "lr" in value:
             Float(gt=0)(value["lr"], f"{path}.lr")
+        if "weight_decay" in value:
+            Float(ge=0)(value["weight_decay"], f"{path}.weight_decay")
         check_signature(cls, value, path, what=f"{registry_name} {kind}", provided=provided)
     return check
 
 
-OPTIMIZER = Section({"type": Str, "lr": Float(gt=0), "weight_decay": Float(ge=0)}, open_=True)
 SCHEDULE_KEYS = {
     "epochs": Int(1),
     "batch_size": Int(1),
@@ -306,9 +304,10 @@ def _protocol_section() -> Section:
     return Section({f.name: Any_ for f in fields(Protocol) if f.name not in own})
 
 
-def validate(cfg: dict, catalog, defaults: dict | None = None) -> None:
-    """Check ``cfg`` (a plain dict of a resolved run config) against the schema; ``catalog``
-    supplies the registered classes; ``defaults`` is the default config (its keys are known)."""
+def validate(cfg: dict, catalog=None, defaults: dict | None = None) -> None:
+    """Check ``cfg`` (a plain dict of a resolved run config) against the schema; ``defaults`` is the
+    default config (its keys are known). With ``catalog`` (the registered classes) the sections of
+    registered classes are checked too, else only the harness's own sections."""
     defaults = defaults or {}
     known_top = set(RUNTIME) | {"data", *MODEL_SECTIONS} | set(defaults)
     for key, value in cfg.items():
@@ -320,6 +319,8 @@ def validate(cfg: dict, catalog, defaults: dict | None = None) -> None:
                 check(value, key, defaults.get(key) if isinstance(defaults.get(key), dict) else None)
             else:
                 check(value, key)
+    if catalog is None:
+        return
     for key, kind in MODEL_SECTIONS.items():
         section = cfg.get(key)
         if section is None:
@@ -383,7 +384,7 @@ def _validate_data(data, catalog, defaults: dict) -> None:
 _DEFAULTS: dict | None = None
 
 
-def check_run_config(cfg, catalog) -> None:
+def check_run_config(cfg, catalog=None) -> None:
     """:func:`validate` a run's mmengine ``Config`` against the schema and the default config."""
     global _DEFAULTS
     if _DEFAULTS is None:

@@ -261,12 +261,13 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     started = time.time()
     commit = results.git_commit()  # the code that runs: read before training, not when the file is written
     host.configure_run(cfg)  # before anything reads the config
-    schema.check_run_config(cfg, host.catalog)  # before anything is built or written
+    schema.check_run_config(cfg)  # the harness's own sections, before anything reads them
+    ctx = RunContext(cfg, host, work_dir=work_dir, resume=resume)
+    schema.check_run_config(cfg, host.catalog)  # and the registered classes' sections, before anything is built
     if resume:
         finished = resuming.finished_result(resuming.check_same_config(work_dir, cfg), work_dir, cfg)
         if finished is not None:  # nothing left to do: the recorded result stays as it is
             return finished
-    ctx = RunContext(cfg, host, work_dir=work_dir, resume=resume)
     distributed.init(ctx.launcher, ctx.device)
     resources.reset_peaks(ctx.device)
     checkpoint.install()
