@@ -1,38 +1,32 @@
-"""Perceptual colormap for depth pictures (numpy only, no plotting library).
+"""Depth pictures through matplotlib's ``magma`` colormap: the one colouring of the harness
+(``harness predict``'s ``*_color.png``, ``harness visualize`` and the TensorBoard depth grids).
 
-:func:`colorize` maps a depth map (or an inverse-depth / disparity map) to ``uint8 HxWx3`` RGB
-through a 256-entry magma-like lookup table: dark purple -> red -> orange -> pale yellow,
-monotonically increasing in lightness, so a grey-scale print keeps the ordering. Near is
-bright: depth is inverted before lookup, inverse depth / disparity is used as is.
-
-The table is interpolated (in RGB) between a few anchor colours sampled along a magma-like
-path; it is computed once at import.
+:func:`lookup` maps values in ``[0, 1]`` onto the 256 entries of ``magma`` exactly as
+matplotlib does (``floor(t * 256)``, 1.0 -> the last entry); :func:`colorize` maps a depth map
+(or an inverse-depth / disparity map) to ``uint8 HxWx3`` RGB, near = bright: depth is inverted
+before lookup, inverse depth / disparity is used as is.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LUT", "colorize"]
+__all__ = ["LUT", "colorize", "lookup"]
 
-# (position, R, G, B) anchors of a dark-to-bright perceptual ramp (lightness increases monotonically).
-_ANCHORS = np.array([
-    (0.00, 0.001, 0.000, 0.014),
-    (0.13, 0.078, 0.055, 0.210),
-    (0.25, 0.232, 0.060, 0.438),
-    (0.38, 0.390, 0.100, 0.502),
-    (0.50, 0.550, 0.161, 0.506),
-    (0.63, 0.716, 0.215, 0.475),
-    (0.75, 0.868, 0.288, 0.409),
-    (0.88, 0.983, 0.499, 0.380),
-    (0.94, 0.995, 0.688, 0.470),
-    (1.00, 0.987, 0.991, 0.750),
-])
 
-#: ``256 x 3`` uint8 lookup table, index 0 = far / small inverse depth (dark), 255 = near (bright).
-LUT = np.stack(
-    [np.interp(np.linspace(0.0, 1.0, 256), _ANCHORS[:, 0], _ANCHORS[:, c]) for c in (1, 2, 3)], axis=1
-)
-LUT = np.clip(np.rint(LUT * 255.0), 0, 255).astype(np.uint8)
+def _magma() -> np.ndarray:
+    from matplotlib import colormaps
+
+    return np.rint(colormaps["magma"](np.arange(256) / 255.0)[:, :3] * 255.0).astype(np.uint8)
+
+
+#: ``256 x 3`` uint8 lookup table (matplotlib's magma), index 0 = far / small inverse depth (dark), 255 = near.
+LUT = _magma()
+
+
+def lookup(t: np.ndarray) -> np.ndarray:
+    """``[0, 1]`` values (clipped) -> ``uint8 ... x 3`` magma colours, matplotlib's binning."""
+    index = np.clip(np.floor(np.asarray(t, dtype=np.float64) * 256.0), 0, 255).astype(np.intp)
+    return LUT[index]
 
 
 def colorize(depth_or_inverse: np.ndarray, vmin: float | None = None, vmax: float | None = None,
@@ -65,6 +59,5 @@ def colorize(depth_or_inverse: np.ndarray, vmin: float | None = None, vmax: floa
         hi = float(np.percentile(v, 95)) if vmin is None else 1.0 / float(vmin)
     if not hi > lo:
         hi = lo + 1e-12
-    index = np.rint(np.clip((near - lo) / (hi - lo), 0.0, 1.0) * 255.0).astype(np.intp)
-    out[valid] = LUT[index[valid]]
+    out[valid] = lookup((near[valid] - lo) / (hi - lo))
     return out

@@ -159,14 +159,13 @@ def build_test_set(result: dict[str, Any], catalog, need: frozenset[str], data_r
 # pictures
 # --------------------------------------------------------------------------------------------
 def colorize(depth: np.ndarray, valid: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """``H x W`` depth -> ``H x W x 3`` uint8 through ``magma`` of inverse depth (near = bright)."""
-    from matplotlib import colormaps
+    """``H x W`` depth -> ``H x W x 3`` uint8 through ``magma`` of inverse depth (near = bright),
+    depth ``lo`` brightest and ``hi`` darkest (:mod:`harness.report.colormap`, as ``predict``)."""
+    from harness.report.colormap import colorize as magma
 
-    inv = 1.0 / np.clip(depth, 1e-6, None)
-    t = np.clip((inv - 1.0 / hi) / max(1.0 / lo - 1.0 / hi, 1e-12), 0.0, 1.0)
-    rgb = colormaps["magma"](t)[..., :3]
-    rgb[~valid] = 0.0
-    return (rgb * 255).round().astype(np.uint8)
+    rgb = magma(np.clip(depth, 1e-6, None), vmin=lo, vmax=hi)
+    rgb[~valid] = 0
+    return rgb
 
 
 def qualitative_grid(runs: list[dict[str, Any]], catalog, out: Path, *, frames: int = 3,

@@ -1,6 +1,8 @@
-"""harness.report.colormap: a perceptual table, near = bright, invalid = black."""
+"""harness.report.colormap: matplotlib's magma, near = bright, invalid = black."""
 import numpy as np
 import pytest
+import skimage.color
+from matplotlib import colormaps
 
 from harness.report.colormap import LUT, colorize
 
@@ -9,11 +11,27 @@ def _luma(rgb):
     return rgb[..., 0] * 0.2126 + rgb[..., 1] * 0.7152 + rgb[..., 2] * 0.0722
 
 
-def test_table_is_dark_to_bright_and_monotone():
+def test_table_is_real_magma_dark_to_bright_and_monotone():
     assert LUT.shape == (256, 3) and LUT.dtype == np.uint8
+    ref = np.rint(colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255)
+    assert np.array_equal(LUT, ref)
+    # CIELAB lightness strictly increases: readable in grey too (Rec.709 luma of the rounded
+    # table dips by < 0.4 levels at three entries, so lightness is measured perceptually)
+    lightness = skimage.color.rgb2lab(LUT[None] / 255.0)[0, :, 0]
+    assert np.all(np.diff(lightness) > 0)
     luma = _luma(LUT.astype(float))
-    assert np.all(np.diff(luma) > 0)  # lightness strictly increases: readable in grey too
     assert luma[0] < 5 and luma[-1] > 230
+
+
+def test_predict_and_visualize_colour_alike():
+    from harness.report import visualize
+
+    depth = np.linspace(2.0, 60.0, 500)[None].repeat(3, 0)
+    valid = np.ones_like(depth, dtype=bool)
+    ours = colorize(depth, vmin=2.0, vmax=60.0)
+    assert np.array_equal(visualize.colorize(depth, valid, 2.0, 60.0), ours)
+    t = (1 / depth - 1 / 60.0) / (1 / 2.0 - 1 / 60.0)  # matplotlib's own mapping of the same values
+    assert np.array_equal(ours, np.rint(colormaps["magma"](t)[..., :3] * 255).astype(np.uint8))
 
 
 def test_near_is_bright_for_depth_and_for_inverse_depth():
