@@ -9,6 +9,10 @@ from pathlib import Path
 from harness.cli.common import SEED_LIMIT, plugin_host, seed_value
 
 
+#: where ``--quick`` results go unless ``--results`` is given: smoke tests never touch ``results/``
+QUICK_RESULTS = "work_dirs/quick_results"
+
+
 def register(sub) -> None:
     run = sub.add_parser("run", help="train (teacher if needed, then student), evaluate, write a result JSON")
     run.add_argument("--method", required=True)
@@ -19,7 +23,8 @@ def register(sub) -> None:
     run.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", default=[], help="config overrides")
     run.add_argument("--work-dir", help="checkpoints and logs (default: work_dirs/<method>-<profile>-<config hash>/"
                      "seed<N>, one folder per configuration)")
-    run.add_argument("--results", default="results", help="directory for the result JSON (default: results/)")
+    run.add_argument("--results", help="directory for the result JSON (default: results/; with --quick "
+                     f"{QUICK_RESULTS}/, never the committed results)")
     seeds = run.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=seed_value)
     seeds.add_argument("--seeds", type=_seed_list, metavar="S1,S2,...",
@@ -28,6 +33,8 @@ def register(sub) -> None:
     run.add_argument("--launcher", choices=("none", "pytorch"), help="pytorch: one of several processes started "
                      "by torchrun (DDP; gloo on CPU, NCCL on CUDA; batch sizes are per process)")
     run.add_argument("--quick", action="store_true", help="tiny smoke-test profile (< 1 min on 2 cores)")
+    run.add_argument("--no-tensorboard", action="store_true",
+                     help="no TensorBoard event files (config key tensorboard=False)")
     run.add_argument("--resume", action="store_true", help="continue from the work dir's last checkpoints")
     run.add_argument("--deterministic", action="store_true",
                      help="torch deterministic algorithms (config key deterministic; see docs/reliability.md)")
@@ -60,7 +67,7 @@ def cmd_run(args) -> int:
     host = plugin_host()
     catalog = host.catalog
     method = catalog.get("methods", args.method)
-    results_dir = results.check_writable_dir(args.results, "--results")
+    results_dir = results.check_writable_dir(args.results or (QUICK_RESULTS if args.quick else "results"), "--results")
     dataset_config = None
     if args.dataset:
         ds = catalog.get("datasets", args.dataset)
@@ -90,6 +97,8 @@ def cmd_run(args) -> int:
         cfg.device = args.device
     if args.deterministic:
         cfg.deterministic = True
+    if args.no_tensorboard:
+        cfg.tensorboard = False
     if args.launcher:
         cfg.launcher = args.launcher
     seeds = args.seeds or [int(cfg.seed)]

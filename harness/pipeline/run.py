@@ -37,6 +37,7 @@ from harness.pipeline.train import (
     stage_iters_per_epoch,
 )
 from harness.pipeline.schedule import plan_stages, stage_record
+from harness.pipeline.watch import Watch, print_plan
 from harness.types import RunInfo, StepContext
 
 
@@ -68,6 +69,7 @@ class RunContext:
         self.cache_dir = teacher_cache.cache_root(cfg.get("cache_dir"))
         self.timings: dict[str, float] = {}
         self.progress = bool(cfg.get("progress", True))
+        self.watch = Watch.from_config(cfg)
         self.extra_metrics = {
             e.name: e.obj for e in self.catalog.entries["metrics"].values() if not e.extra.get("builtin")
         }
@@ -77,7 +79,7 @@ class RunContext:
         """The device/parallelism options every ``run_stage`` of this run shares."""
         return dict(device=self.device, launcher=self.launcher, dist_cfg=section(self.cfg, "dist"),
                     channels_last=bool(self.cfg.get("channels_last", False)),
-                    deterministic=bool(self.cfg.get("deterministic", False)))
+                    deterministic=bool(self.cfg.get("deterministic", False)), watch=self.watch)
 
     def prepare_data(self) -> None:
         with distributed.main_process_first():  # rank 0 generates into the shared cache
@@ -176,7 +178,11 @@ class RunContext:
             raise HarnessError(f"config teacher_train.loss={loss!r}: teacher {type(teacher).__name__} trains with "
                                f"{list(choices) or 'its fixed self_loss only'}")
 
-        def train_fn(model, work):
+        def train_fn(model, work):  # a cache miss: say so before the student's ETA is wrong
+            epochs = int(tcfg["epochs"])
+            self.watch.clock.plan(epochs * stage_iters_per_epoch(len(train_set), int(tcfg["batch_size"])))
+            print_plan([("teacher", f"{section(self.cfg, 'teacher')['type']} not cached: training it first, "
+                                    f"{epochs} epochs; log -> {work.with_suffix('')}/logs once cached")])
             runner = run_stage(
                 model=TeacherTrainModel(model, loss), stage_label="teacher", work_dir=work, train_set=train_set,
                 val_set=val_set if "depth" in _output_kinds(model) else None, val_protocol=val_protocol, schedule=tcfg, epochs=int(tcfg["epochs"]),
@@ -300,6 +306,15 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     if strategy.precompute:
         train_set, val_set = ctx.with_precomputed(strategy.precompute, {"train": train_set, "val": val_set})
 
+    schedule = section(cfg, "schedule")
+    stages = strategy.stages()
+    epochs = [stage_epochs(stage, int(schedule["epochs"])) for stage in stages]
+    batch_sizes = [int(stage.batch_size or schedule["batch_size"]) for stage in stages]
+    plans = plan_stages(stages, epochs, [stage_iters_per_epoch(len(train_set), bs) for bs in batch_sizes],
+                        [float(stage.lr or schedule["optimizer"]["lr"]) for stage in stages])
+    ctx.watch.clock.plan(sum(p.epochs * p.iters_per_epoch for p in plans))
+    print_plan(run_plan(ctx, method, student_name, teacher_name, strategy, plans, (train_set, val_set, test_set)))
+
     teacher_info = None
     t = time.time()
     if teacher is not None and strategy.teacher_mode == "frozen":
@@ -316,15 +331,9 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
         ctx.timings["teacher_outputs_s"] = time.time() - t
     if distributed.is_main_process():
         write_run_record(work_dir, cfg, method=method, student=student_name, stages=strategy.stages())
-    schedule = section(cfg, "schedule")
     stage_results: dict[str, Any] = {"losses": {}, "val": {}, "stages": {}, "teacher_stages": {}}
     t = time.time()
     val_protocol = ctx.protocol(val_set, strategy.eval_scale_policy, strategy.eval_stereo_factor)
-    stages = strategy.stages()
-    epochs = [stage_epochs(stage, int(schedule["epochs"])) for stage in stages]
-    batch_sizes = [int(stage.batch_size or schedule["batch_size"]) for stage in stages]
-    plans = plan_stages(stages, epochs, [stage_iters_per_epoch(len(train_set), bs) for bs in batch_sizes],
-                        [float(stage.lr or schedule["optimizer"]["lr"]) for stage in stages])
     previous_optimizer = None
     for stage, plan, bs in zip(stages, plans, batch_sizes):
         teacher = strategy.on_stage_start(stage, student, teacher)
@@ -449,6 +458,22 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
 
 
 RUN_RECORD = resuming.RUN_RECORD
+
+
+def run_plan(ctx: RunContext, method: str, student: str, teacher: str | None, strategy, plans,
+             splits) -> list[tuple[str, str]]:
+    """What ``harness run`` prints before training: data, teacher, stages, where logs go."""
+    cfg = ctx.cfg
+    h, w = ctx.data_cfg["input_size"]
+    sizes = ", ".join(f"{ds.split} {len(ds)}" for ds in splits)
+    mode = strategy.teacher_mode
+    teacher_line = "none" if teacher is None else f"{teacher} ({mode}{', cached per config + data' if mode == 'frozen' else ''})"
+    stage_line = "; ".join(f"{p.name}: {p.epochs} epochs x {p.iters_per_epoch} steps, lr {p.lr:g}" for p in plans)
+    logs = f"{ctx.work_dir}/<stage>/<timestamp>/ (text + JSON log"
+    logs += ", TensorBoard: tensorboard --logdir " + str(ctx.work_dir) + ")" if ctx.watch.tensorboard else ")"
+    return [("run", f"{method} seed {cfg.seed} on {ctx.device}"),
+            ("data", f"{ctx.data_cfg['dataset']} at {ctx.data_root} ({sizes} frames, {w}x{h})"),
+            ("student", student), ("teacher", teacher_line), ("stages", stage_line), ("logs", logs)]
 
 
 def write_run_record(work_dir: Path, cfg: Config, *, method: str, student: str, stages) -> Path:

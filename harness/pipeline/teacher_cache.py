@@ -1,7 +1,8 @@
 """Train a teacher once and reuse it: cached by a hash of its config, schedule and data.
 
 Layout under ``<cache_dir>/teachers/``: ``<key>/teacher.pth`` (state dict), ``<key>/meta.json``
-(config, data fingerprint, training time, validation metrics) and ``<key>.lock``. A file lock
+(config, data fingerprint, training time, validation metrics), ``<key>/logs/`` (the training's
+mmengine text/JSON logs, config dump and TensorBoard events; checkpoints left out) and ``<key>.lock``. A file lock
 makes concurrent runs of a method matrix train each teacher exactly once; an interrupted
 training resumes from its own checkpoints in ``<key>.work/``. The teacher seed is part of the
 teacher config (``teacher_train.seed``), not the student's seed, so every student seed of a
@@ -104,6 +105,15 @@ def _read_entry(entry: Path) -> tuple[dict, dict] | None:
     return state, meta
 
 
+def _keep_logs(work: Path, logs: Path) -> None:
+    """Copy the training's logs (not its checkpoints) into the entry; a failure costs the logs only."""
+    try:
+        shutil.copytree(work, logs, ignore=shutil.ignore_patterns("*.pth", "*.pth.tmp", "last_checkpoint"),
+                        dirs_exist_ok=True)
+    except OSError as exc:
+        warnings.warn(f"the teacher's training logs were not kept in {logs}: {exc.strerror or exc}", CacheWarning, 3)
+
+
 def load_or_train(
     teacher: torch.nn.Module,
     *,
@@ -145,6 +155,7 @@ def load_or_train(
             except OSError as exc:  # e.g. a full disk: no meta.json, so the entry counts as missing
                 tmp.unlink(missing_ok=True)
                 raise RunFailure(f"cannot write the teacher cache entry {entry}: {exc.strerror or exc}") from exc
+            _keep_logs(work, entry / "logs")
             shutil.rmtree(work, ignore_errors=True)
         distributed.barrier()
         meta["cached"] = False

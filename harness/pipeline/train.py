@@ -23,6 +23,7 @@ from harness.pipeline.determinism import EpochSeedHook, set_deterministic
 from harness.errors import HarnessError
 from harness.pipeline.loss_guard import TERM_PREFIX, LossGuard
 from harness.pipeline.schedule import ContinueScheduleHook, StagePlan, fill_schedulers
+from harness.pipeline.watch import Watch, stage_hooks
 from harness.types import LossDict, Stage, StepContext
 
 
@@ -177,44 +178,6 @@ class StrategyHook(Hook):
         self.last_epoch_terms = {k: sum(v) / len(v) for k, v in self.epoch_terms.items() if v}
 
 
-class ProgressHook(Hook):
-    """A one-line progress bar on stderr (a plain line per epoch when stderr is not a TTY)."""
-
-    priority = "LOW"
-
-    def __init__(self, label: str, enabled: bool = True):
-        self.label = label
-        self.enabled = enabled and distributed.is_main_process()
-        self.tty = sys.stderr.isatty()
-        self.start = 0.0
-
-    def before_train(self, runner) -> None:
-        self.start = time.time()
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if not (self.enabled and self.tty):
-            return
-        done, total = runner.iter + 1, runner.max_iters
-        width = 24
-        filled = int(width * done / max(total, 1))
-        loss = float(outputs["loss"]) if outputs and "loss" in outputs else float("nan")
-        eta = (time.time() - self.start) / done * (total - done)
-        sys.stderr.write(
-            f"\r{self.label:>10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-            f"epoch {runner.epoch + 1}/{runner.max_epochs} loss {loss:.4f} eta {eta:5.0f}s"
-        )
-        sys.stderr.flush()
-
-    def after_train_epoch(self, runner) -> None:
-        if self.enabled and not self.tty:
-            print(f"{self.label}: epoch {runner.epoch + 1}/{runner.max_epochs} "
-                  f"({time.time() - self.start:.0f}s)", file=sys.stderr)
-
-    def after_train(self, runner) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\n")
-
-
 class DepthValMetric(BaseMetric):
     """Validation abs_rel / a1 on the network-resolution GT, logged every ``val_interval``."""
 
@@ -286,6 +249,7 @@ def run_stage(
     channels_last: bool = False,
     plan: StagePlan | None = None,
     previous_optimizer=None,
+    watch: Watch | None = None,
 ) -> Runner:
     """Train ``model`` for one stage with mmengine's Runner and return the Runner.
 
@@ -293,7 +257,10 @@ def run_stage(
     step sees N x ``batch_size`` samples (gradients are averaged over the ranks by DDP).
     ``plan`` places the stage in its schedule chain (:mod:`harness.pipeline.schedule`; default:
     a chain of its own); a continuing stage starts from ``previous_optimizer``'s state.
+    ``watch`` (:mod:`harness.pipeline.watch`) gives the visualizer (TensorBoard), checkpoint
+    settings, the run config the Runner dumps and the run-wide clock.
     """
+    watch = watch or Watch()
     checkpoint.install()
     checkpoint.trust_directory(work_dir)
     resume_from = checkpoint.resumable_checkpoint(work_dir) if resume else None
@@ -331,11 +298,13 @@ def run_stage(
             timer=dict(type="IterTimerHook"),
             logger=dict(type="LoggerHook", interval=log_interval, log_metric_by_epoch=True),
             param_scheduler=dict(type="ParamSchedulerHook"),
-            checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=2, save_last=True),
+            checkpoint=watch.checkpoint_cfg(),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
-        custom_hooks=[schedule_hook, EpochSeedHook(seed, stage_label), guard, *extra_hooks, ProgressHook(stage_label, enabled=progress),
+        custom_hooks=[schedule_hook, EpochSeedHook(seed, stage_label), guard, *extra_hooks,
+                      *stage_hooks(watch, stage_label, val_set, progress),
                       checkpoint.RelativeMarkerHook()],
+        visualizer=watch.visualizer_cfg(stage_label),
         randomness=dict(seed=seed, deterministic=deterministic, diff_rank_seed=False),
         env_cfg=settings["env_cfg"],
         launcher=settings["launcher"],
@@ -343,7 +312,7 @@ def run_stage(
         resume=resume_from is not None,
         load_from=None if resume_from is None else str(resume_from),
         default_scope=None,
-        cfg=dict(stage=stage_label, device=device, **settings["cfg_extra"]),
+        cfg=watch.runner_cfg(stage_label, device, settings["cfg_extra"]),
     )
     set_deterministic(deterministic)  # also undoes a previous deterministic stage of this process
     runner.train()
@@ -413,8 +382,10 @@ def amp_dtype(value) -> str | None:
 
 
 def progress_callback(label: str) -> Callable[[int, int], None]:
-    """A progress callback for non-Runner work (data generation, evaluation)."""
+    """A progress callback for non-Runner work (data generation, evaluation): a counter on a
+    terminal, a line at every quarter (and the end) off a terminal."""
     tty = sys.stderr.isatty()
+    shown = set()
 
     def cb(done: int, total: int) -> None:
         if tty:
@@ -422,5 +393,10 @@ def progress_callback(label: str) -> Callable[[int, int], None]:
             if done >= total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
+            return
+        quarter = 4 * done // max(total, 1)
+        if quarter not in shown and (done >= total or quarter > 0):
+            shown.add(quarter)
+            print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
 
     return cb

@@ -16,6 +16,13 @@ channels_last = False  # CUDA only: channels-last weights and inputs (faster con
 num_workers = 0  # data loader workers; 0 keeps runs deterministic and light on 2-core machines
 log_interval = 10
 progress = True
+# Watching (harness/pipeline/watch.py): TensorBoard scalars (every loss term, lr, val metrics) and an
+# input | GT | teacher | student grid of vis_frames val frames per validation, under each stage's work dir
+# (`tensorboard --logdir work_dirs`); --no-tensorboard sets tensorboard = False.
+tensorboard = True
+vis_frames = 3
+visualizer = dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")])  # mmengine's; TensorBoard added by the switch
+checkpoint = dict(interval=1, max_keep_ckpts=2, save_last=True)  # mmengine CheckpointHook settings of every stage
 cache_dir = None  # None: $STEREODISTILL_CACHE or ~/.cache/stereodistill
 # multiplier of the student's and the teacher's base_width (a profile knob: --quick sets 0.5)
 width_mult = 1.0
