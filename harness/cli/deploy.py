@@ -21,7 +21,8 @@ def register(sub) -> None:
     pr.add_argument("--right", metavar="IMG", help="teacher: rectified right image")
     pr.add_argument("--focal", type=float, help="teacher: focal length in px (with --baseline: write depth too)")
     pr.add_argument("--baseline", type=float, help="teacher: stereo baseline in metres")
-    pr.add_argument("--max-disp", type=int, help="teacher sgbm: largest disparity searched in px (default 48)")
+    pr.add_argument("--max-disp", type=int, help="teacher sgbm: largest disparity searched in px (default: "
+                    "an eighth of the image width, rounded up to 16)")
     pr.add_argument("--out", default="predictions", help="output folder (default: predictions/)")
     pr.add_argument("--npy", action="store_true", help="also write float32 .npy maps")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")

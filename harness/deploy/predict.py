@@ -23,6 +23,7 @@ import io
 import json
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from harness.pipeline import checkpoint
 from harness.report.colormap import colorize
 from harness.data import formats
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
 from harness.pipeline.run import RUN_RECORD
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -338,11 +339,39 @@ def predict_pair(teacher: LoadedTeacher, left: np.ndarray, right: np.ndarray) ->
         "baseline": torch.ones(1),
     }
     try:
-        disp = teacher.model(batch).disp[0]
+        out = teacher.model(batch)
     except ValueError as exc:  # e.g. a learned teacher given a size it cannot take
         raise HarnessError(f"teacher {teacher.name}: {exc}") from None
+    disp = out.disp[0]
+    warn_if_clipped(teacher, disp[0, 0].numpy(), (out.aux or {}).get("confidence"), size[1])
     disp = resize(disp, (h, w)) * (w / size[1])
     return disp[0, 0].numpy().astype(np.float32)
+
+
+#: a share of valid disparities at the top of the search range above which ``predict`` warns
+CLIPPED_SHARE = 0.02
+
+
+def warn_if_clipped(teacher: LoadedTeacher, disp: np.ndarray, confidence, width: int) -> float:
+    """One warning line naming ``--max-disp`` when more than :data:`CLIPPED_SHARE` of the valid
+    disparities sit at the top of the teacher's search range (nearer surfaces are then clipped);
+    returns that share. SGBM's range is ``--max-disp`` (default: scaled with the width); a
+    trained teacher's is its ``max_disp`` at its training resolution."""
+    from harness.models.sgbm import top_of_range_share
+
+    model = teacher.model
+    top = model.search_range(width) if hasattr(model, "search_range") else getattr(model, "max_disp", None)
+    if not top:
+        return 0.0
+    valid = np.ones(disp.shape, bool) if confidence is None else confidence[0, 0].numpy() > 0
+    share = top_of_range_share(disp, valid, top)
+    if share > CLIPPED_SHARE:
+        fix = (f"pass a larger --max-disp (now {top} px)" if hasattr(model, "search_range") else
+               f"--max-disp does not apply to a trained teacher: retrain it with a larger teacher.max_disp (now {top} px "
+               f"at {width} px width)")
+        warnings.warn(f"teacher {teacher.name}: {100 * share:.1f} % of the valid disparities are at the top of the "
+                      f"search range, so nearer surfaces are clipped; {fix}", HarnessWarning, 2)
+    return share
 
 
 def disparity_to_depth(disp: np.ndarray, focal: float, baseline: float) -> np.ndarray:

@@ -8,6 +8,7 @@ but needs no opencv-contrib. The left-right check and the hole filling are vecto
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import cv2
@@ -17,7 +18,23 @@ from torch import Tensor, nn
 
 from harness.types import DepthOutput, FeatureSpec
 
-__all__ = ["SGBMTeacher", "fill_invalid_along_rows", "left_right_check"]
+__all__ = ["SGBMTeacher", "default_max_disp", "fill_invalid_along_rows", "left_right_check", "top_of_range_share"]
+
+#: a disparity within this many px of the top of the search range counts as pinned there
+TOP_MARGIN = 2.0
+
+
+def default_max_disp(width: int) -> int:
+    """The search range used when none is given: an eighth of the image width, rounded up to a
+    multiple of 16 (48 px at 320, 80 at 640, 96 for Middlebury's 741-px motorcycle, 160 at 1242)."""
+    return max(16, -(-math.ceil(int(width) / 8) // 16) * 16)
+
+
+def top_of_range_share(disp: np.ndarray, valid: np.ndarray, top: float) -> float:
+    """Share of the ``valid`` disparities within :data:`TOP_MARGIN` px of ``top`` (0 when none is
+    valid): a sizeable share means nearer surfaces were clipped to the range."""
+    values = np.asarray(disp)[np.asarray(valid, dtype=bool)]
+    return float((values >= float(top) - TOP_MARGIN).mean()) if values.size else 0.0
 
 MODES = {"3way": cv2.STEREO_SGBM_MODE_SGBM_3WAY, "hh": cv2.STEREO_SGBM_MODE_HH,
          "sgbm": cv2.STEREO_SGBM_MODE_SGBM}
@@ -68,7 +85,8 @@ class SGBMTeacher(nn.Module):
     """OpenCV StereoSGBM as a frozen, non-trainable teacher (no features, no ``self_loss``).
 
     Args:
-        max_disp: largest disparity searched (px); rounded up to a multiple of 16.
+        max_disp: largest disparity searched (px); rounded up to a multiple of 16. ``None``
+            (the default): :func:`default_max_disp` of each input's width.
         block_size: matching block size (odd); P1/P2 are ``8/32 * block_size**2``.
         mode: ``"3way"`` (default), ``"hh"`` or ``"sgbm"``.
         uniqueness_ratio, speckle_window, speckle_range, disp12_max_diff, pre_filter_cap:
@@ -86,7 +104,7 @@ class SGBMTeacher(nn.Module):
     trainable = False
     input_keys = frozenset({"image", "image_right", "K", "baseline"})
 
-    def __init__(self, max_disp: int = 48, block_size: int = 5, mode: str = "3way",
+    def __init__(self, max_disp: int | None = None, block_size: int = 5, mode: str = "3way",
                  uniqueness_ratio: int = 10, speckle_window: int = 100, speckle_range: int = 2,
                  disp12_max_diff: int = 1, pre_filter_cap: int = 63, lr_check: bool = True,
                  lr_max_diff: float = 1.0, min_depth: float = 0.1,
@@ -98,8 +116,9 @@ class SGBMTeacher(nn.Module):
             raise ValueError(f"block_size must be odd and positive, got {block_size}")
         if not 0 < min_depth < max_depth:
             raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
-        self.max_disp = int(max_disp)
-        self.num_disparities = max(16, -(-self.max_disp // 16) * 16)
+        self.max_disp = None if max_disp is None else int(max_disp)
+        #: the search range in px (a multiple of 16); None: it follows each input's width
+        self.num_disparities = None if max_disp is None else max(16, -(-self.max_disp // 16) * 16)
         self.block_size = block_size
         self.sgbm_mode = mode
         self.lr_check = lr_check
@@ -108,7 +127,6 @@ class SGBMTeacher(nn.Module):
         self.max_depth = float(max_depth)
         self._params = dict(
             minDisparity=0,
-            numDisparities=self.num_disparities,
             blockSize=block_size,
             P1=8 * block_size**2,  # single (gray) channel
             P2=32 * block_size**2,
@@ -119,7 +137,18 @@ class SGBMTeacher(nn.Module):
             speckleRange=speckle_range,
             mode=MODES[mode],
         )
-        self._matcher = cv2.StereoSGBM_create(**self._params)
+        self._matchers: dict[int, Any] = {}
+
+    def search_range(self, width: int) -> int:
+        """The disparities searched (px, a multiple of 16) for an input ``width`` px wide."""
+        if self.num_disparities is not None:
+            return self.num_disparities
+        return default_max_disp(width)
+
+    def _matcher(self, num_disparities: int):
+        if num_disparities not in self._matchers:
+            self._matchers[num_disparities] = cv2.StereoSGBM_create(numDisparities=num_disparities, **self._params)
+        return self._matchers[num_disparities]
 
     def feature_specs(self) -> list[FeatureSpec]:
         """SGBM exposes no features."""
@@ -142,10 +171,10 @@ class SGBMTeacher(nn.Module):
         left by that many black columns (cropped afterwards) lets every real pixel be matched
         against every candidate that lies inside the right image.
         """
-        pad = self.num_disparities
+        pad = self.search_range(left.shape[1])
         lp = cv2.copyMakeBorder(left, 0, 0, pad, 0, cv2.BORDER_CONSTANT, value=0)
         rp = cv2.copyMakeBorder(right, 0, 0, pad, 0, cv2.BORDER_CONSTANT, value=0)
-        disp = self._matcher.compute(lp, rp)[:, pad:]
+        disp = self._matcher(pad).compute(lp, rp)[:, pad:]
         return disp.astype(np.float32) / 16.0
 
     def disparity(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
