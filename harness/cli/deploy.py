@@ -25,6 +25,8 @@ def register(sub) -> None:
                     "an eighth of the image width, rounded up to 16)")
     pr.add_argument("--out", default="predictions", help="output folder (default: predictions/)")
     pr.add_argument("--npy", action="store_true", help="also write float32 .npy maps")
+    pr.add_argument("--post_process", "--post-process", dest="post_process", action="store_true",
+                    help="student: Monodepth2 flip post-processing (also predict the mirrored image, fuse the disparities)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ex = sub.add_parser("export", help="export a trained student alone as TorchScript or ONNX, checked "
@@ -48,9 +50,9 @@ def cmd_predict(args) -> int:
     from harness.pipeline.train import progress_callback
 
     if args.teacher:
-        if args.input or args.config:
-            raise HarnessError("options --input/--config: for a student (--checkpoint/--run); a teacher takes "
-                               "--left and --right")
+        if args.input or args.config or args.post_process:
+            raise HarnessError("options --input/--config/--post_process: for a student (--checkpoint/--run); a "
+                               "teacher takes --left and --right")
         if not (args.left and args.right):
             raise HarnessError("options --left/--right: --teacher needs both images of a rectified pair")
         if (args.focal is None) != (args.baseline is None):
@@ -80,7 +82,7 @@ def cmd_predict(args) -> int:
     student = predict.load_student(plugin_host(), args.checkpoint or args.run, args.config)
     out = predict.check_out_dir(args.out)
     quiet = args.quiet or len(inputs) == 1
-    written = predict.predict_images(student, inputs, out, npy=args.npy,
+    written = predict.predict_images(student, inputs, out, npy=args.npy, post_process=args.post_process,
                                      progress=None if quiet else progress_callback("predict"))
     print(f"{student.method} student ({student.student_type}, {student.checkpoint.name}): "
           f"{len(inputs)} image(s) at {student.input_size[0]}x{student.input_size[1]} -> {len(written)} files in {out}")

@@ -8,7 +8,11 @@ from harness.cli.common import plugin_host, split_options
 
 def register(sub) -> None:
     ev = sub.add_parser("eval", help="score saved predictions (.npz with 'depth' or 'disparity') under a dataset's protocol")
-    ev.add_argument("--predictions", required=True, help="N x H x W (or N x 1 x H x W) 'depth' (m) or 'disparity' (1/depth)")
+    ev.add_argument("--predictions", required=True, help=".npz with N x H x W (or N x 1 x H x W) 'depth' (m) or "
+                    "'disparity' (1/depth), or a Monodepth2 .npy of disparities")
+    ev.add_argument("--post_process", "--post-process", dest="post_process", action="store_true",
+                    help="Monodepth2 flip post-processing: fuse the predictions of the mirrored images "
+                    "(.npz '*_flipped', or a .npy of 2N maps: the N frames, then their mirrored images)")
     ev.add_argument("--dataset", required=True, help="kitti or drivingstereo")
     ev.add_argument("--data-root", required=True)
     split_options(ev)
@@ -34,7 +38,7 @@ def cmd_eval(args) -> int:
     report = evaluate_predictions(
         predictions=args.predictions, dataset=args.dataset, data_root=args.data_root, split=args.split,
         split_file=args.split_file, median_scaling=args.median_scaling, stereo_factor=args.stereo_factor,
-        protocol_overrides=overrides, host=plugin_host(),
+        protocol_overrides=overrides, host=plugin_host(), post_process=args.post_process,
     )
     sys.stdout.write(format_table(report))
     if args.json:

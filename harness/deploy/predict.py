@@ -251,19 +251,26 @@ def load_student(host, target: str, config: str | None = None) -> LoadedStudent:
 
 # ----------------------------------------------------------------------------- student
 @torch.no_grad()
-def predict_depth(student: LoadedStudent, rgb: np.ndarray) -> np.ndarray:
-    """Metric depth ``float32 HxW`` at the image's own size (via the training resolution)."""
-    x = to_tensor(rgb)
-    depth = student.model.predict(resize(x, student.input_size))
+def predict_depth(student: LoadedStudent, rgb: np.ndarray, *, post_process: bool = False) -> np.ndarray:
+    """Metric depth ``float32 HxW`` at the image's own size (via the training resolution).
+    ``post_process``: Monodepth2's flip fusion: the student also sees the mirrored image and the
+    two disparities (``1 / depth``) are fused by :func:`harness.eval.protocol.flip_post_process`."""
+    from harness.eval.protocol import flip_post_process
+
+    x = resize(to_tensor(rgb), student.input_size)
+    depth = student.model.predict(x)
+    if post_process:
+        mirrored = student.model.predict(torch.flip(x, dims=[-1]))
+        depth = 1.0 / flip_post_process(1.0 / depth.clamp(min=1e-6), 1.0 / mirrored.clamp(min=1e-6))
     return resize(depth, rgb.shape[:2])[0, 0].numpy().astype(np.float32)
 
 
 def predict_images(student: LoadedStudent, inputs: list[Path], out_dir: Path, *, npy: bool = False,
-                   progress: Callable[[int, int], None] | None = None) -> list[Path]:
+                   progress: Callable[[int, int], None] | None = None, post_process: bool = False) -> list[Path]:
     """Predict every input and write its files; returns the written paths."""
     written: list[Path] = []
     for i, path in enumerate(inputs):
-        depth = predict_depth(student, read_rgb(path))
+        depth = predict_depth(student, read_rgb(path), post_process=post_process)
         written += write_map(out_dir, path.stem, "depth", depth, npy=npy)
         if progress is not None:
             progress(i + 1, len(inputs))

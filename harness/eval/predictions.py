@@ -14,6 +14,13 @@ same shape: the predictions for the horizontally mirrored images, still mirrored
 Monodepth flip post-processing (:func:`harness.eval.protocol.flip_post_process`, on disparities,
 before resizing; recorded as ``flip_pp`` in the protocol).
 
+A ``.npy`` file (one array, ``allow_pickle=False``) is read as Monodepth2's
+``evaluate_depth.py --ext_disp_to_eval`` reads one: ``disparity``, ``N x H x W``; with
+``--post_process`` (Monodepth2's flag) it holds ``2N`` maps, the predictions of the ``N`` frames
+followed by those of their mirrored images (still mirrored), and they are flip-fused. An
+``.npz`` with ``*_flipped`` is fused either way; ``--post_process`` without mirrored predictions
+is refused.
+
 A prediction of another size than a frame's GT is resized the Monodepth2 way:
 its disparity ``1 / depth`` bilinearly (half-pixel centres), then inverted; only the valid GT
 pixels are interpolated (:func:`harness.eval.sparse.compute_metrics_sparse`).
@@ -69,11 +76,39 @@ class Predictions:
         return x if self.key == "disparity" else np.float32(1.0) / x
 
 
-def load_predictions(path: str | Path) -> Predictions:
-    """Read and validate a predictions ``.npz`` (module docstring); one-line errors."""
+def load_predictions(path: str | Path, *, post_process: bool = False) -> Predictions:
+    """Read and validate a predictions ``.npz`` or Monodepth2 ``.npy`` (module docstring); one-line errors."""
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"option --predictions {path}: no such file")
+    if path.suffix.lower() == ".npy":
+        return _load_npy(path, post_process)
+    preds = _load_npz(path)
+    if post_process and preds.flipped is None:
+        raise HarnessError(f"option --post_process: {path} holds no mirrored predictions "
+                           f"('{preds.key}_flipped'), so there is nothing to fuse")
+    return preds
+
+
+def _load_npy(path: Path, post_process: bool) -> Predictions:
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "allow_pickle" in msg:
+            msg = "it holds object arrays (pickled data), which are not read"
+        raise HarnessError(f"{path}: not a readable NumPy .npy file ({msg})") from None
+    values = _as_maps(path, "disparity", values)
+    if not post_process:
+        return Predictions(path, "disparity", values)
+    if values.shape[0] % 2:
+        raise HarnessError(f"option --post_process: {path} has {values.shape[0]} maps; it needs 2N (the N frames, "
+                           "then their mirrored images)")
+    half = values.shape[0] // 2
+    return Predictions(path, "disparity", values[:half], values[half:])
+
+
+def _load_npz(path: Path) -> Predictions:
     try:
         with np.load(path, allow_pickle=False) as npz:
             present = [k for k in KEYS if k in npz.files]
@@ -182,10 +217,11 @@ def evaluate_predictions(
     stereo_factor: float | None = None,
     protocol_overrides: dict[str, Any] | None = None,
     host=None,
+    post_process: bool = False,
 ) -> dict[str, Any]:
     """Everything ``harness eval`` does except printing and writing: returns the report dict."""
     t0 = time.perf_counter()
-    preds = load_predictions(predictions)
+    preds = load_predictions(predictions, post_process=post_process)
     opened: OpenSplit = open_split(dataset, data_root, split=split, split_file=split_file, host=host)
     ds = opened.dataset
     n = len(ds)

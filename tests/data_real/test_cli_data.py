@@ -322,3 +322,37 @@ def test_eval_flip_post_processing(capsys, kitti_root, kitti_split_file, tmp_pat
     one_error_line(run_cli(capsys, "eval", "--predictions",
                            _save(tmp_path / "q.npz", depth=depth, depth_flipped=mirrored[:5]), "--dataset", "kitti",
                            "--data-root", root, "--split-file", kitti_split_file), "q.npz", "'depth_flipped' has shape")
+
+
+def test_eval_reads_a_monodepth2_npy_and_post_processes(capsys, kitti_root, kitti_split_file, tmp_path):
+    """A Monodepth2 ``.npy`` of disparities scores like the same maps in an .npz; with --post_process a
+    2N-map .npy (frames, then mirrored frames) is flip-fused exactly like an .npz with ``disparity_flipped``."""
+    root, _ = kitti_root
+    rng = np.random.default_rng(1)
+    disp = rng.uniform(0.02, 0.5, (12, 96, 320)).astype(np.float32)
+    flipped = rng.uniform(0.02, 0.5, (12, 96, 320)).astype(np.float32)
+    np.save(tmp_path / "disps.npy", disp)
+    np.save(tmp_path / "both.npy", np.concatenate([disp, flipped]))
+    common = ["--dataset", "kitti", "--data-root", root, "--split-file", kitti_split_file]
+
+    def metrics(pred, *extra):
+        out = tmp_path / "m.json"
+        code, _, err = run_cli(capsys, "eval", "--predictions", pred, *common, *extra, "--json", out)
+        assert code == 0, err
+        return json.loads(out.read_text())
+
+    npy, npz = metrics(tmp_path / "disps.npy"), metrics(_save(tmp_path / "d.npz", disparity=disp))
+    assert npy["metrics"] == npz["metrics"] and npy["prediction_key"] == "disparity"
+    fused = metrics(tmp_path / "both.npy", "--post_process")
+    ref = metrics(_save(tmp_path / "f.npz", disparity=disp, disparity_flipped=flipped))
+    assert fused["metrics"] == ref["metrics"] and fused["protocol"]["flip_pp"] is True
+    assert fused["metrics"]["abs_rel"] != npy["metrics"]["abs_rel"]
+    code, _, err = run_cli(capsys, "eval", "--predictions", _save(tmp_path / "d.npz", disparity=disp), *common,
+                           "--post_process")
+    assert code == 2 and "option --post_process" in err and "mirrored" in err and "Traceback" not in err
+    np.save(tmp_path / "odd.npy", disp[:11])
+    code, _, err = run_cli(capsys, "eval", "--predictions", tmp_path / "odd.npy", *common, "--post_process")
+    assert code == 2 and "needs 2N" in err
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    code, _, err = run_cli(capsys, "eval", "--predictions", tmp_path / "obj.npy", *common)
+    assert code == 2 and "pickled" in err and "Traceback" not in err

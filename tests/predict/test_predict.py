@@ -1,5 +1,6 @@
 """harness.deploy.predict: inputs, checkpoint resolution and loading, output files, teachers."""
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -237,3 +238,22 @@ def test_disparity_to_depth_and_bad_pixel_rate():
     assert predict.bad_pixel_rate(disp, gt, 3.0) == 0.5
     with pytest.raises(ValueError, match="no valid pixel"):
         predict.bad_pixel_rate(disp, np.full((1, 3), np.inf))
+
+
+def test_predict_post_process_is_monodepth2_flip_fusion():
+    from harness.eval.protocol import flip_post_process
+
+    class Ramp(torch.nn.Module):  # depth grows to the right, so the mirrored pass differs
+        def predict(self, x):
+            cols = torch.linspace(1.0, 5.0, x.shape[-1])
+            return (cols * (1 + x.mean(dim=1, keepdim=True)))
+
+    student = predict.LoadedStudent(Ramp(), "ramp", "m", (32, 64), Path("x.pth"))
+    rgb = texture(32, 64, seed=1)
+    plain = predict.predict_depth(student, rgb)
+    fused = predict.predict_depth(student, rgb, post_process=True)
+    x = predict.to_tensor(rgb)
+    d, dm = Ramp().predict(x), Ramp().predict(torch.flip(x, dims=[-1]))
+    expect = (1.0 / flip_post_process(1.0 / d, 1.0 / dm))[0, 0].numpy()
+    np.testing.assert_allclose(fused, expect, rtol=1e-5)
+    assert not np.allclose(fused, plain)
