@@ -35,8 +35,10 @@ def register(sub) -> None:
     src.add_argument("--checkpoint", metavar="RUN_OR_CKPT", help="a run's work dir or one of its checkpoints")
     src.add_argument("--run", metavar="DIR", help="a run's work dir")
     ex.add_argument("--config", metavar="JSON", help="the run's result JSON, for work dirs without run_config.json")
-    ex.add_argument("--format", required=True, choices=("torchscript", "onnx"))
-    ex.add_argument("--out", required=True, metavar="FILE", help="output file (.pt / .onnx)")
+    ex.add_argument("--format", required=True, choices=("export", "torchscript", "onnx"),
+                    help="export: torch.export program (.pt2, torch.export.load; not deprecated); torchscript: "
+                    "torch.jit.trace (deprecated in current torch); onnx")
+    ex.add_argument("--out", required=True, metavar="FILE", help="output file (.pt2 / .pt / .onnx)")
     ex.add_argument("--runs", type=int, default=20, help="timed CPU runs for the median latency (default 20)")
     pr.set_defaults(handler=cmd_predict)
     ex.set_defaults(handler=cmd_export)

@@ -1,4 +1,7 @@
-"""``harness export``: the student alone (no strategy modules) as TorchScript or ONNX.
+"""``harness export``: the student alone (no strategy modules) as a ``torch.export`` program
+(``--format export``, ``.pt2``: the non-deprecated path, loaded with ``torch.export.load``),
+TorchScript (``torch.jit.trace``; deprecated in current torch, kept for existing deployments)
+or ONNX.
 
 The exported graph is :class:`DepthOnly`: ``B x 3 x H x W`` image in ``[0, 1]`` at the
 training resolution -> ``B x 1 x H x W`` metric depth (the student's full-resolution output).
@@ -28,7 +31,7 @@ from torch import Tensor, nn
 from harness.data import formats
 from harness.errors import HarnessError, RunFailure
 
-FORMATS = ("torchscript", "onnx")
+FORMATS = ("torchscript", "onnx", "export")
 RTOL = 1e-4
 ATOL = 1e-4  # metres
 
@@ -87,6 +90,23 @@ def _torchscript(model: nn.Module, sample: Tensor, tmp: Path) -> Callable[[Tenso
     return run
 
 
+def _torch_export(model: nn.Module, sample: Tensor, tmp: Path) -> Callable[[Tensor], np.ndarray]:
+    """``torch.export`` (non-strict: the student's Python shape checks are traced through), saved
+    as a ``.pt2`` archive and loaded back as a module."""
+    with torch.no_grad():
+        program = torch.export.export(model, (sample,), strict=False)
+    with open(tmp, "wb") as f:
+        torch.export.save(program, f)
+    with open(tmp, "rb") as f:
+        loaded = torch.export.load(f).module()
+
+    def run(x: Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return loaded(x).numpy()
+
+    return run
+
+
 def _onnx(model: nn.Module, sample: Tensor, tmp: Path) -> Callable[[Tensor], np.ndarray]:
     try:
         import onnx
@@ -133,7 +153,7 @@ def export_student(student: nn.Module, fmt: str, out: str | os.PathLike, input_s
     try:
         with warnings.catch_warnings():  # tracer notes on the student's input checks, constant folding
             warnings.simplefilter("ignore")
-            run = (_torchscript if fmt == "torchscript" else _onnx)(model, sample, tmp)
+            run = {"torchscript": _torchscript, "onnx": _onnx, "export": _torch_export}[fmt](model, sample, tmp)
         with torch.no_grad():
             eager = model(sample).numpy()
         exported = run(sample)

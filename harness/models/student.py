@@ -57,6 +57,9 @@ class MonoStudent(nn.Module):
     images; the network normalises them itself (Monodepth2's ``(x - 0.45) / 0.225``).
     """
 
+    #: config keys that change neither the architecture nor the computation (harness.report.cost)
+    cost_neutral_keys = frozenset({"init_disp", "min_depth", "max_depth"})
+
     def __init__(self, num_layers: int = 18, base_width: int = 64, min_depth: float = 0.1,
                  max_depth: float = 100.0, scales: tuple[int, ...] = (0, 1, 2, 3),
                  in_channels: int = 3, init_disp: float | None = None) -> None:

@@ -8,8 +8,9 @@ is rebuilt through the public registries with random weights (cost does not depe
 - ``flops``: floating-point operations of one forward pass at batch 1 and the eval resolution,
   counted by ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products, one
   multiply-add = 2 FLOPs; element-wise ops are not counted);
-- ``latency_ms`` (CPU) and ``latency_gpu_ms`` (when CUDA is available): median wall time of
-  ``repeats`` timed forward passes at batch 1 after one warm-up pass, under ``torch.inference_mode``;
+- ``latency_ms`` (CPU) and ``latency_gpu_ms`` (when CUDA is available): the median time of one
+  forward pass at batch 1 under ``torch.inference_mode``, measured by ``torch.utils.benchmark``
+  (``blocked_autorange`` after one warm-up pass, at the process's thread count; CUDA synchronised);
 - ``peak_mem_mb``: on CUDA ``torch.cuda.max_memory_allocated`` during one forward pass; on CPU the
   peak of live tensor memory during one forward pass (parameters, buffers, inputs and every
   intermediate tensor while it is alive), tracked op by op with a ``TorchDispatchMode`` that
@@ -19,14 +20,14 @@ is rebuilt through the public registries with random weights (cost does not depe
 Teachers run on a synthetic batch with the keys they declare (``input_keys``): images, KITTI-like
 intrinsics scaled to the input, a 0.54 m baseline, zero labels. Results are cached as JSON under
 ``<cache>/cost/<key>.json``, keyed by a hash of model config + resolution + device + torch
-version, so the leaderboard does not remeasure.
+version, so the leaderboard does not remeasure. Config keys a model class lists in
+``cost_neutral_keys`` (initial values, output clamps: e.g. the student's ``init_disp``) are left
+out of the key, so one network has one latency whichever method configured it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import statistics
-import time
 import weakref
 from pathlib import Path
 from typing import Any, Callable
@@ -38,12 +39,13 @@ from torch.utils._pytree import tree_flatten
 from harness.errors import HarnessError
 from harness.report.results import atomic_write_text
 
-COST_VERSION = 1
+COST_VERSION = 2  # 2: torch.utils.benchmark latencies, cost-neutral keys out of the cache key
 KINDS = {"student": "students", "teacher": "teachers"}
 
 
-def cost_key(model_cfg: dict, resolution, device: str) -> str:
-    blob = json.dumps({"version": COST_VERSION, "model": model_cfg, "resolution": list(resolution),
+def cost_key(model_cfg: dict, resolution, device: str, neutral=frozenset()) -> str:
+    model = {k: v for k, v in model_cfg.items() if k not in neutral}
+    blob = json.dumps({"version": COST_VERSION, "model": model, "resolution": list(resolution),
                        "device": device, "torch": torch.__version__}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -55,7 +57,8 @@ def model_cost(role: str, model_cfg: dict, resolution, catalog, *, cache_dir: Pa
     device = "cuda" if torch.cuda.is_available() else "cpu"
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / "cost" / f"{cost_key(model_cfg, resolution, device)}.json"
+        neutral = _cost_neutral_keys(catalog, role, model_cfg.get("type"))
+        path = Path(cache_dir) / "cost" / f"{cost_key(model_cfg, resolution, device, neutral)}.json"
         if path.is_file():
             try:
                 return json.loads(path.read_text())
@@ -75,7 +78,7 @@ def model_cost(role: str, model_cfg: dict, resolution, catalog, *, cache_dir: Pa
     if device == "cuda":
         model.to("cuda")
         gpu_forward = _Forward(role, model, h, w, device="cuda")
-        out["latency_gpu_ms"] = latency_ms(gpu_forward, repeats, sync=torch.cuda.synchronize)
+        out["latency_gpu_ms"] = latency_ms(gpu_forward, repeats)
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         with torch.inference_mode():
@@ -127,20 +130,28 @@ def count_flops(forward) -> int:
     return int(counter.get_total_flops())
 
 
-def latency_ms(forward, repeats: int = 5, sync=None) -> float:
-    """Median of ``repeats`` timed forward passes (after one warm-up pass), in milliseconds."""
-    times = []
+def latency_ms(forward, repeats: int = 5, min_run_time: float = 0.2) -> float:
+    """Median time of one ``forward()`` in milliseconds, by ``torch.utils.benchmark``: one warm-up
+    pass, then ``blocked_autorange`` for at least ``min_run_time`` seconds and ``repeats`` blocks,
+    at this process's thread count (CUDA work is synchronised by the timer)."""
+    from torch.utils.benchmark import Timer
+
+    timer = Timer(stmt="forward()", globals={"forward": forward}, num_threads=torch.get_num_threads())
     with torch.inference_mode():
         forward()
-        for _ in range(max(1, repeats)):
-            if sync:
-                sync()
-            t = time.perf_counter()
-            forward()
-            if sync:
-                sync()
-            times.append((time.perf_counter() - t) * 1000.0)
-    return round(statistics.median(times), 3)
+        measurement = timer.blocked_autorange(min_run_time=min_run_time)
+        while len(measurement.times) < max(1, repeats):
+            measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    return round(measurement.median * 1000.0, 3)
+
+
+def _cost_neutral_keys(catalog, role: str, name) -> frozenset:
+    """The ``cost_neutral_keys`` of the registered class (none when it cannot be looked up)."""
+    try:
+        cls = catalog.get(KINDS[role], name).obj
+    except Exception:  # noqa: BLE001 - an unknown type fails later, when it is built
+        return frozenset()
+    return frozenset(getattr(cls, "cost_neutral_keys", ()))
 
 
 class _LiveTensorBytes(TorchDispatchMode):

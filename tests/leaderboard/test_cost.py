@@ -115,3 +115,25 @@ def test_provider_prefers_recorded_cost_and_warns_once_on_failure():
 def test_count_flops_of_a_matmul():
     a, b = torch.ones(4, 5), torch.ones(5, 6)
     assert count_flops(lambda: a @ b) == 2 * 4 * 5 * 6
+
+
+def test_one_latency_per_network_whatever_its_init(tmp_path):
+    """Cost-neutral keys (the student's init_disp, clamps) are not in the cache key: the student of
+    baseline and of selective (init_disp 0.03) is one network with one measured latency."""
+    from harness.host.manager import PluginHost
+
+    cat = PluginHost().catalog
+    plain = model_cost("student", {"type": "resnet", "base_width": 8}, (64, 64), cat, cache_dir=tmp_path, repeats=1)
+    init = model_cost("student", {"type": "resnet", "base_width": 8, "init_disp": 0.03, "max_depth": 80.0}, (64, 64),
+                      cat, cache_dir=tmp_path, repeats=1)
+    assert init == plain and len(list((tmp_path / "cost").glob("*.json"))) == 1
+    wider = model_cost("student", {"type": "resnet", "base_width": 16}, (64, 64), cat, cache_dir=tmp_path, repeats=1)
+    assert wider["params"] > plain["params"] and len(list((tmp_path / "cost").glob("*.json"))) == 2
+
+
+def test_latency_is_a_torch_benchmark_median():
+    from harness.report.cost import latency_ms
+
+    calls = []
+    ms = latency_ms(lambda: calls.append(1), repeats=3, min_run_time=0.01)
+    assert ms >= 0 and len(calls) > 3  # warm-up + autoranged blocks

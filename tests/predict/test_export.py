@@ -30,6 +30,22 @@ def test_torchscript_export_equals_the_eager_student(student, tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.slow
+def test_torch_export_program_equals_the_eager_student_without_warnings(student, tmp_path):
+    import warnings
+
+    out = tmp_path / "student.pt2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # the non-deprecated path
+        warnings.simplefilter("error", FutureWarning)
+        report = export.export_student(student, "export", out, SIZE, runs=2)
+    assert report["format"] == "export" and report["max_abs_diff"] <= export.ATOL and out.is_file()
+    loaded = torch.export.load(str(out)).module()
+    x = torch.rand(1, 3, *SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), student.predict(x), rtol=1e-4, atol=1e-4)
+
+
 def test_a_differing_export_fails_and_writes_nothing(student, tmp_path, monkeypatch):
     def off_by_a_metre(model, sample, tmp):
         tmp.write_bytes(b"x")
