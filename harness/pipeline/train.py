@@ -5,7 +5,6 @@ import copy
 import logging
 import math
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable

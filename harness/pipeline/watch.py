@@ -20,7 +20,6 @@ import copy
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
