@@ -310,10 +310,10 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     stages = strategy.stages()
     epochs = [stage_epochs(stage, int(schedule["epochs"])) for stage in stages]
     batch_sizes = [int(stage.batch_size or schedule["batch_size"]) for stage in stages]
-    plans = plan_stages(stages, epochs, [stage_iters_per_epoch(len(train_set), bs) for bs in batch_sizes],
-                        [float(stage.lr or schedule["optimizer"]["lr"]) for stage in stages])
-    ctx.watch.clock.plan(sum(p.epochs * p.iters_per_epoch for p in plans))
-    print_plan(run_plan(ctx, method, student_name, teacher_name, strategy, plans, (train_set, val_set, test_set)))
+    steps = [stage_iters_per_epoch(len(train_set), bs) for bs in batch_sizes]
+    plans = plan_stages(stages, epochs, steps, [float(stage.lr or schedule["optimizer"]["lr"]) for stage in stages])
+    ctx.watch.clock.plan(sum(p.epochs * n for p, n in zip(plans, steps)))
+    print_plan(run_plan(ctx, method, student_name, teacher_name, strategy, plans, steps, (train_set, val_set, test_set)))
 
     teacher_info = None
     t = time.time()
@@ -460,7 +460,7 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
 RUN_RECORD = resuming.RUN_RECORD
 
 
-def run_plan(ctx: RunContext, method: str, student: str, teacher: str | None, strategy, plans,
+def run_plan(ctx: RunContext, method: str, student: str, teacher: str | None, strategy, plans, steps,
              splits) -> list[tuple[str, str]]:
     """What ``harness run`` prints before training: data, teacher, stages, where logs go."""
     cfg = ctx.cfg
@@ -468,7 +468,7 @@ def run_plan(ctx: RunContext, method: str, student: str, teacher: str | None, st
     sizes = ", ".join(f"{ds.split} {len(ds)}" for ds in splits)
     mode = strategy.teacher_mode
     teacher_line = "none" if teacher is None else f"{teacher} ({mode}{', cached per config + data' if mode == 'frozen' else ''})"
-    stage_line = "; ".join(f"{p.name}: {p.epochs} epochs x {p.iters_per_epoch} steps, lr {p.lr:g}" for p in plans)
+    stage_line = "; ".join(f"{p.name}: {p.epochs} epochs x {n} steps, lr {p.lr:g}" for p, n in zip(plans, steps))
     logs = f"{ctx.work_dir}/<stage>/<timestamp>/ (text + JSON log"
     logs += ", TensorBoard: tensorboard --logdir " + str(ctx.work_dir) + ")" if ctx.watch.tensorboard else ")"
     return [("run", f"{method} seed {cfg.seed} on {ctx.device}"),
