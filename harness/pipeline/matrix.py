@@ -353,7 +353,7 @@ def _in_process(job: Job, threads: int, log: Path) -> int:
     cfg = Config(job.cfg)
     with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         host = PluginHost()
-        ctx = RunContext(cfg, host, work_dir=Path(job.cfg.get("work_dir") or "."))
+        ctx = RunContext(cfg, host, work_dir=Path("."))  # data and teachers live in the cache
         ctx.prepare_data()
         if job.kind == "teacher":
             name, teacher = ctx.build_model("teachers", "teacher")

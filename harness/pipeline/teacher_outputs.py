@@ -1,31 +1,32 @@
 """Frozen-teacher outputs computed once and served from memory-mapped files.
 
 A frozen teacher gives the same output for the same input every time, so running it on every
-step of every epoch of every seed is wasted work. Before training, the harness runs it once
-over the training split for each *view* the training can ask for, and stores the outputs the
-strategy declares in ``teacher_needs`` (disparity and depth at its scales, named features,
-aux maps such as confidence) under
+step of every epoch of every seed is wasted work. Before training, the harness runs it once on
+every training sample of each flip kind the training set produces (``none``, ``mirror``,
+``swap``; :func:`wanted_kinds`), on the very input the strategy's ``teacher_forward`` hands it
+(stereo teachers get canonical pairs, :func:`harness.distill.flips.run_canonical`), and stores
+the outputs the strategy declares in ``teacher_needs`` (disparity and depth at its scales,
+named features, aux maps such as confidence) per *view* of that input: ``same``/``other`` (the
+camera it targets is its split line's or the other one) and ``-mirrored``. Under
 
     <cache>/teacher_outputs/<teacher>-<teacher cache key>/<dataset fingerprint>/<split>/<view>/
 
-one ``.npy`` per output (``N x C x h x w``, row = dataset index; memory-mapped when read),
-``meta.json`` (shapes, dtypes, units) and a ``done`` marker written last, under a file lock.
-Depth is stored as float32 (it may exceed float16's range where the disparity is small), every
-other map as float16 (relative rounding <= 2^-11, far below any loss's sensitivity).
+each output is one ``.npy`` (``N x C x h x w``, row = dataset index, memory-mapped), with
+``filled.npy`` (rows computed), ``probe.npy`` (a fingerprint of each row's input images) and
+``meta.json``; ``<split>/<kind>.done`` is written when a kind is complete, all under one file
+lock, so concurrent runs compute it once. Depth is stored as float32 (it may exceed float16's
+range where the disparity is small), every other map as float16 (relative rounding <= 2^-11).
 
-A view is the input the teacher sees: ``<camera><m>`` with the camera the sample targets and
-``m`` when it is mirrored. Stereo teachers see canonical pairs
-(:func:`harness.distill.flips.run_canonical`), so a mirrored-only sample is served from the
-un-mirrored view and mirrored back, exactly as the live path does; a mirrored-and-swapped
-sample is its own view. :class:`CachedTeacher` stands in for the teacher during training:
-each sample's row is read from its view; a batch with a sample no stored view covers runs the
-live teacher (counted in ``misses``). Online, EMA and snapshot teachers are never cached.
+:class:`CachedTeacher` stands in for the teacher during training: each sample's rows are read
+from its view. A batch with a row not stored, or whose images do not match the stored
+fingerprint (a strategy that builds its own teacher input without changing ``meta``), runs the
+live teacher (``misses``); an output the strategy reads without declaring it comes from one
+live pass of the batch (listed in ``undeclared``). Online, EMA and snapshot teachers are never
+cached.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 

@@ -49,6 +49,28 @@ def table(report: dict) -> str:
     return head + "\n\n" + "\n".join(rows) + "\n"
 
 
+STEP_PARTS = ("student", "teacher", "strategy modules", "losses", "backward", "optimizer")
+
+
+def step_cost_table(report: dict) -> str:
+    """The per-method step cost table (``test_step_cost_benchmark.py``): the step / baseline
+    step ratio and the median seconds of each part; empty when the report has none."""
+    rows = []
+    for bench in report["benchmarks"]:
+        info = bench.get("extra_info", {})
+        if "parts" not in info:
+            continue
+        method = bench.get("params", {}).get("method", bench["name"])
+        parts = " | ".join(f"{info['parts'].get(p, 0.0):.3f}" for p in STEP_PARTS)
+        rows.append(f"| {method} ({info.get('stage', '')}) | {info['ratio']:.2f} | {info['step_s']:.3f} | "
+                    f"{info['baseline_step_s']:.3f} | {parts} |")
+    if not rows:
+        return ""
+    head = ["| method (stage) | step / baseline | step s | baseline s | " + " | ".join(f"{p} s" for p in STEP_PARTS) + " |",
+            "|---|---:|---:|---:|" + "---:|" * len(STEP_PARTS)]
+    return "\n".join(head + rows) + "\n"
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: summarise.py BENCHMARK_JSON", file=sys.stderr)
@@ -60,6 +82,9 @@ def main(argv: list[str]) -> int:
         print(f"summarise.py: {path}: not a readable pytest-benchmark JSON ({exc})", file=sys.stderr)
         return 1
     sys.stdout.write(table(report))
+    steps = step_cost_table(report)
+    if steps:
+        sys.stdout.write("\n" + steps)
     return 0
 
 

@@ -37,3 +37,16 @@ def test_main_reads_a_file_and_reports_bad_ones(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and "not a readable pytest-benchmark JSON" in err[0]
     assert summarise.main([]) == 2
+
+
+def test_step_cost_table():
+    report = _report()
+    report["benchmarks"].append({
+        "name": "test_method_step_cost_vs_baseline[adu]", "params": {"method": "adu"}, "stats": {"median": 1.0},
+        "extra_info": {"ratio": 1.5, "step_s": 0.9, "baseline_step_s": 0.6, "stage": "student",
+                       "parts": {"student": 0.2, "teacher": 0.3, "strategy modules": 0.01, "losses": 0.04,
+                                 "backward": 0.3, "optimizer": 0.05}}})
+    lines = summarise.step_cost_table(report).splitlines()
+    assert lines[0].startswith("| method (stage) | step / baseline |")
+    assert lines[2] == "| adu (student) | 1.50 | 0.900 | 0.600 | 0.200 | 0.300 | 0.010 | 0.040 | 0.300 | 0.050 |"
+    assert summarise.step_cost_table(_report()) == ""
