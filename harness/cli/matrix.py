@@ -88,7 +88,10 @@ def cmd_matrix(args) -> int:
     record.update(executor=executor.cluster, lanes=lanes, threads=threads, started=now_iso(), ended=None, wall_s=None)
     state = scheduler.run_matrix(jobs, executor, record, state_dir=state_dir, lanes=lanes, threads=threads,
                                  selected=selected)
-    record.update(ended=now_iso(), wall_s=round(time.time() - started, 1))
+    wall = round(time.time() - started, 1)
+    ran = sorted(j for j, r in record.jobs.items() if r.get("ran"))
+    record.update(ended=now_iso(), wall_s=wall, invocations=[
+        *record.header["invocations"], {"started": record.header["started"], "wall_s": wall, "ran": len(ran)}])
     for line in scheduler.summary_lines(state, record.jobs, args.config):
         print(line, file=sys.stderr)
     print(f"matrix record -> {record.path}")

@@ -367,7 +367,7 @@ def _in_process(job: Job, threads: int, log: Path) -> int:
 def _iso(t: float) -> str:
     from datetime import datetime, timezone
 
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _tail(log: Path, lines: int = 3) -> str:

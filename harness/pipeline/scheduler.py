@@ -7,7 +7,8 @@ it waits for is done; one whose dependency failed is ``blocked``. Finished jobs 
 
 ``<results>/matrix.json`` is the record, rewritten atomically (under a lock, merged with what
 other matrix commands wrote) at every change: the matrix config and its hash, the executor,
-the lanes, the start, end and wall time of the last invocation and per job its state (``done``,
+the lanes, the start, end and wall time of the last invocation (``invocations``: every one,
+with how many jobs it ran) and per job its state (``done``,
 ``failed``, ``blocked``, ``running``, ``pending``), whether it ran in the last invocation, where
 (executor job id, lane), start, end, wall time, exit status and log file.
 """
@@ -57,6 +58,7 @@ class Record:
         self.lock = FileLock(str(lock))
         self.header = header
         self.jobs = self.read_jobs(path, header["config_hash"])
+        self.header["invocations"] = self.invocations()  # kept while this invocation rewrites the file
 
     @staticmethod
     def read_jobs(path: Path, config_hash: str) -> dict[str, dict[str, Any]]:
@@ -67,6 +69,15 @@ class Record:
             return {}
         ok = isinstance(data, dict) and data.get("config_hash") == config_hash and isinstance(data.get("jobs"), dict)
         return data["jobs"] if ok else {}
+
+    def invocations(self) -> list[dict[str, Any]]:
+        """The earlier invocations of this matrix config (start, wall time, jobs run)."""
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return []
+        ok = isinstance(data, dict) and data.get("config_hash") == self.header["config_hash"]
+        return list(data.get("invocations") or []) if ok else []
 
     def update(self, job_id: str | None = None, **fields: Any) -> None:
         with self.lock:

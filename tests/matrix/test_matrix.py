@@ -196,7 +196,8 @@ def test_report_is_remade_when_a_result_changes(tmp_path):
 
 
 def test_local_executor_runs_lanes_in_parallel(tmp_path):
-    jobs = [cli_job(f"j{i}", ["list", "methods"]) for i in range(2)]
+    jobs = [cli_job(f"j{i}", ["data", "synth", "--out", str(tmp_path / f"s{i}"), "--frames", "4", "--height", "32",
+                              "--width", "64"]) for i in range(2)]
     state, rec, lines = run(jobs, tmp_path, kind="local", lanes=2)
     assert state == {"j0": "done", "j1": "done"}
     a, b = rec["jobs"]["j0"], rec["jobs"]["j1"]
@@ -265,4 +266,5 @@ def test_quick_matrix_end_to_end_then_everything_is_skipped(tmp_path):
     assert again.returncode == 0, again.stderr
     rec = json.loads((tmp_path / "r" / "matrix.json").read_text())
     assert not any(r["ran"] for r in rec["jobs"].values()), rec["jobs"]
+    assert [i["ran"] for i in rec["invocations"]] == [len(rec["jobs"]), 0]  # every invocation, and what ran
     assert "done (skipped)" in again.stderr
