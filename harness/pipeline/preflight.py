@@ -97,7 +97,7 @@ def check_needs(owner: str, model, out: DepthOutput, needs: Needs, method: str) 
         raise HarnessError(f"{name} gives no depth output, the strategy needs one")
     have_scales = set(out.disp) | set(out.depth)
     missing = sorted(set(needs.scales) - have_scales)
-    if missing:
+    if missing and (needs.depth or have_scales):  # a features-only model (a semantic teacher) has no scales
         raise HarnessError(f"{name} gives scale(s) {sorted(have_scales)}, the strategy needs {missing} too "
                            f"(check method.scales)")
     if 0 in out.disp and out.disp[0].dim() == 4 and out.disp[0].shape[1] < needs.disp_channels:
