@@ -285,6 +285,11 @@ RUNTIME = {
     "num_workers": Int(0),
     "log_interval": Int(1),
     "progress": Bool,
+    # watching (harness/pipeline/watch.py checks the mmengine visualizer / CheckpointHook dicts)
+    "tensorboard": Bool,
+    "vis_frames": Int(0),
+    "visualizer": Any_,
+    "checkpoint": Any_,
     "cache_dir": Optional(Str),
     "profile": Str,
     "evaluate": EVALUATE,

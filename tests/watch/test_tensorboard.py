@@ -94,3 +94,15 @@ def test_run_clock_eta_covers_every_planned_step(monkeypatch):
     for _ in range(3):
         clock.step()
     assert clock.eta() == pytest.approx(4.0 / 4 * 36)
+
+
+def test_watch_keys_are_declared_in_the_schema():
+    from harness.config import schema
+    from harness.config.loader import build_run_config
+
+    cfg = build_run_config(method="baseline", method_config=None, quick=True,
+                           cfg_options=["tensorboard=False", "vis_frames=0", "checkpoint.interval=2"])
+    schema.check_run_config(cfg)
+    cfg.vis_frames = "three"
+    with pytest.raises(HarnessError, match="config vis_frames"):
+        schema.check_run_config(cfg)
