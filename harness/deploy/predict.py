@@ -355,16 +355,12 @@ def predict_pair(teacher: LoadedTeacher, left: np.ndarray, right: np.ndarray) ->
     return disp[0, 0].numpy().astype(np.float32)
 
 
-#: a share of valid disparities at the top of the search range above which ``predict`` warns
-CLIPPED_SHARE = 0.02
-
-
 def warn_if_clipped(teacher: LoadedTeacher, disp: np.ndarray, confidence, width: int) -> float:
     """One warning line naming ``--max-disp`` when more than :data:`CLIPPED_SHARE` of the valid
     disparities sit at the top of the teacher's search range (nearer surfaces are then clipped);
     returns that share. SGBM's range is ``--max-disp`` (default: scaled with the width); a
     trained teacher's is its ``max_disp`` at its training resolution."""
-    from harness.models.sgbm import top_of_range_share
+    from harness.models.sgbm import CLIPPED_SHARE, top_of_range_share
 
     model = teacher.model
     top = model.search_range(width) if hasattr(model, "search_range") else getattr(model, "max_disp", None)

@@ -18,10 +18,14 @@ from torch import Tensor, nn
 
 from harness.types import DepthOutput, FeatureSpec
 
-__all__ = ["SGBMTeacher", "default_max_disp", "fill_invalid_along_rows", "left_right_check", "top_of_range_share"]
+__all__ = ["CLIPPED_SHARE", "SGBMTeacher", "default_max_disp", "fill_invalid_along_rows", "left_right_check",
+           "top_of_range_share"]
 
 #: a disparity within this many px of the top of the search range counts as pinned there
 TOP_MARGIN = 2.0
+#: a share of valid disparities at the top of the search range above which the harness warns
+#: (``harness predict`` and the cached outputs of a frozen teacher)
+CLIPPED_SHARE = 0.02
 
 
 def default_max_disp(width: int) -> int:

@@ -181,8 +181,9 @@ class RunContext:
         def train_fn(model, work):  # a cache miss: say so before the student's ETA is wrong
             epochs = int(tcfg["epochs"])
             self.watch.clock.plan(epochs * stage_iters_per_epoch(len(train_set), int(tcfg["batch_size"])))
-            print_plan([("teacher", f"{section(self.cfg, 'teacher')['type']} not cached: training it first, "
-                                    f"{epochs} epochs; log -> {work.with_suffix('')}/logs once cached")])
+            if self.progress:
+                print_plan([("teacher", f"{section(self.cfg, 'teacher')['type']} not cached: training it first, "
+                                        f"{epochs} epochs; log -> {work.with_suffix('')}/logs once cached")])
             runner = run_stage(
                 model=TeacherTrainModel(model, loss), stage_label="teacher", work_dir=work, train_set=train_set,
                 val_set=val_set if "depth" in _output_kinds(model) else None, val_protocol=val_protocol, schedule=tcfg, epochs=int(tcfg["epochs"]),
@@ -313,7 +314,8 @@ def run(cfg: Config, host: PluginHost, *, work_dir: Path, results_dir: Path, res
     steps = [stage_iters_per_epoch(len(train_set), bs) for bs in batch_sizes]
     plans = plan_stages(stages, epochs, steps, [float(stage.lr or schedule["optimizer"]["lr"]) for stage in stages])
     ctx.watch.clock.plan(sum(p.epochs * n for p, n in zip(plans, steps)))
-    print_plan(run_plan(ctx, method, student_name, teacher_name, strategy, plans, steps, (train_set, val_set, test_set)))
+    if ctx.progress:  # progress=False: a quiet run (errors and warnings only)
+        print_plan(run_plan(ctx, method, student_name, teacher_name, strategy, plans, steps, (train_set, val_set, test_set)))
 
     teacher_info = None
     t = time.time()

@@ -27,6 +27,7 @@ cached.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +36,7 @@ import torch
 from filelock import FileLock
 from torch import nn
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
 from harness.report.results import atomic_write_text
 from harness.types import DepthOutput, Needs
 
@@ -125,6 +126,7 @@ class TeacherOutputStore:
                 return
             n = len(dataset)
             teacher.to(device).eval()
+            clipped = [0, 0]  # valid disparities at the top of a search range, all valid ones
             with torch.no_grad():
                 for start in range(0, n, batch_size):
                     idx = list(range(start, min(n, start + batch_size)))
@@ -135,6 +137,7 @@ class TeacherOutputStore:
                         todo = [j for j, v in enumerate(views or []) if not self._filled(v, idx[j])]
                         if todo:
                             out = teacher(x)
+                            count_clipped(teacher, out, clipped)
                             for view in sorted({views[j] for j in todo}):
                                 sel = [j for j in todo if views[j] == view]
                                 self._write(view, n, [idx[j] for j in sel], x, out, sel, needs)
@@ -146,7 +149,16 @@ class TeacherOutputStore:
                 filled.flush()
             self._open.clear()
             self._views.clear()
-            (self.root / f"{kind}.done").write_text("ok\n")
+            share = clipped[0] / clipped[1] if clipped[1] else 0.0
+            (self.root / f"{kind}.done").write_text(f"ok\nclipped_share {share:.6f}\n")
+
+    def clipped_share(self, kind: str) -> float:
+        """Share of the stored valid disparities of ``kind`` at the top of the teacher's search
+        range (0 for a teacher without one, or a store written before this was recorded)."""
+        for line in (self.root / f"{kind}.done").read_text().splitlines():
+            if line.startswith("clipped_share "):
+                return float(line.split()[1])
+        return 0.0
 
     def _writable(self, view: str, n: int, out: DepthOutput, needs: Needs):
         if view not in self._open:
@@ -306,6 +318,34 @@ class CachedTeacher(nn.Module):
                            disp_units=first["disp_units"], depth_kind=first["depth_kind"])
 
 
+def count_clipped(teacher: nn.Module, out: DepthOutput, counts: list[int]) -> None:
+    """Add to ``counts`` the valid disparities of ``out`` at the top of the teacher's search range
+    and all valid ones; only teachers with a fixed range (``search_range``, SGBM) count."""
+    if not hasattr(teacher, "search_range") or not out.disp or 0 not in out.disp:
+        return
+    from harness.models.sgbm import TOP_MARGIN
+
+    disp = out.disp[0]
+    conf = (out.aux or {}).get("confidence")
+    valid = conf > 0 if conf is not None else torch.ones_like(disp, dtype=torch.bool)
+    top = teacher.search_range(int(disp.shape[-1]))
+    counts[0] += int(((disp >= top - TOP_MARGIN) & valid).sum())
+    counts[1] += int(valid.sum())
+
+
+def warn_if_clipped(store: TeacherOutputStore, kinds: list[str], teacher: nn.Module, name: str, width: int) -> float:
+    """One warning line naming ``teacher.max_disp`` when the stored outputs of a fixed-range
+    teacher (SGBM) sit at the top of its search range often enough to clip nearer surfaces."""
+    from harness.models.sgbm import CLIPPED_SHARE
+
+    share = max((store.clipped_share(k) for k in kinds), default=0.0)
+    if share > CLIPPED_SHARE and hasattr(teacher, "search_range"):
+        warnings.warn(f"teacher {name}: {100 * share:.1f} % of the valid disparities of its cached outputs are at "
+                      f"the top of the search range ({teacher.search_range(width)} px), so nearer surfaces are "
+                      f"clipped; set a larger teacher.max_disp (harness predict: --max-disp)", HarnessWarning, 2)
+    return share
+
+
 def store_root(cache_dir: Path, teacher_tag: str, fingerprint: str, split: str) -> Path:
     return Path(cache_dir) / "teacher_outputs" / teacher_tag / fingerprint / split
 
@@ -344,12 +384,14 @@ def prepare(ctx, strategy, teacher: nn.Module, teacher_name: str, teacher_key: s
             del cached.forward
         return seen
 
-    for kind in wanted_kinds(flip_mode, float(getattr(train_set, "flip_prob", 0.5))):
+    kinds = wanted_kinds(flip_mode, float(getattr(train_set, "flip_prob", 0.5)))
+    for kind in kinds:
         dataset = ctx.build_dataset("train", need, **FLIP_KINDS[kind])
         if dataset.fingerprint != train_set.fingerprint:
             raise HarnessError(f"teacher output cache: flip kind {kind!r} changes the dataset fingerprint")
         store.compute(kind, teacher, dataset, to_teacher, device=ctx.device, needs=strategy.teacher_needs,
                       batch_size=int(ctx.cfg.evaluate.get("batch_size", 8)),
                       progress=progress_callback("teacher outputs") if ctx.progress else None)
+    warn_if_clipped(store, kinds, teacher, teacher_name, int(train_set[0]["image"].shape[-1]))
     teacher.to("cpu")
     return cached

@@ -1,4 +1,6 @@
 """Frozen-teacher outputs computed once: served outputs equal the live teacher's, flips included."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +130,18 @@ def test_wanted_kinds():
     assert to.wanted_kinds("swap", 0.5) == ["none", "swap"]
     assert to.wanted_kinds("mirror", 1.0) == ["mirror"]
     assert to.wanted_kinds("mirror", 0.0) == ["none"]
+
+
+@pytest.mark.parametrize("max_disp, warns", [(16, True), (64, False)])
+def test_cached_sgbm_outputs_at_the_top_of_the_range_are_one_warning(setup, tmp_path, max_disp, warns):
+    _, dataset, _ = setup
+    sgbm = PluginHost().catalog.build("teachers", "sgbm", max_disp=max_disp)
+    store = to.TeacherOutputStore(tmp_path / "store")
+    store.compute("none", sgbm, dataset(flip_mode=None), lambda b: [b], device="cpu", needs=Needs(depth=True))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        share = to.warn_if_clipped(store, ["none"], sgbm, "sgbm", 192)
+    lines = [str(w.message) for w in caught if "search range" in str(w.message)]
+    assert (share > 0.02) == warns and len(lines) == int(warns)
+    if warns:
+        assert "teacher.max_disp" in lines[0] and "16 px" in lines[0]

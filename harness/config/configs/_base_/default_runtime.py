@@ -15,7 +15,7 @@ channels_last = False  # CUDA only: channels-last weights and inputs (faster con
 # pin memory and batches are copied to the GPU with non-blocking copies.
 num_workers = 0  # data loader workers; 0 keeps runs deterministic and light on 2-core machines
 log_interval = 10
-progress = True
+progress = True  # False: a quiet run (no plan, progress or validation lines on stderr; errors and warnings only)
 # Watching (harness/pipeline/watch.py): TensorBoard scalars (every loss term, lr, val metrics) and an
 # input | GT | teacher | student grid of vis_frames val frames per validation, under each stage's work dir
 # (`tensorboard --logdir work_dirs`); --no-tensorboard sets tensorboard = False.
