@@ -61,13 +61,10 @@ def user_mode(fd: int) -> None:
     os.fchmod(fd, 0o666 & ~mask)
 
 
-def atomic_write_bytes(path: PathLike, data: bytes, *, make_parents: bool = True, fsync: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder (mode 0666 minus the
-    umask), then ``os.replace``. ``make_parents`` creates missing parent folders; ``fsync`` flushes
-    the data to disk before the rename (result files). Errors name ``path``, never the temp file."""
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (mode 0666 minus the umask), creating parent folders."""
     path = Path(path)
-    if make_parents:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:  # an unwritable folder: name the file asked for, not the temp name
@@ -76,9 +73,6 @@ def atomic_write_bytes(path: PathLike, data: bytes, *, make_parents: bool = True
         user_mode(fd)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:  # e.g. a full disk: no temp file is left, the previous file is intact
         _unlink_quietly(tmp)

@@ -83,7 +83,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.data.formats import atomic_write_bytes
+from harness.data.formats import user_mode
 from harness.errors import HarnessError, HarnessWarning, RunFailure
 
 SCHEMA_VERSION = 1
@@ -93,9 +93,26 @@ NOT_RESULTS = frozenset({"matrix.json"})
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically and durably (temp file, fsync, ``os.replace``; mode
-    0666 minus the umask, as a plain ``open``); the folder must exist."""
-    atomic_write_bytes(path, text.encode("utf-8"), make_parents=False, fsync=True)
+    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``
+    (mode 0666 minus the umask, as a plain ``open``)."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # an unwritable folder: name the file asked for, not the temp name
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    try:
+        user_mode(fd)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:  # e.g. a full disk: no temp file is left, the previous file is intact
+        _unlink_quietly(tmp)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
 
 
 def check_writable_dir(path: str | os.PathLike, option: str) -> Path:
@@ -276,3 +293,10 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return str(obj)
+
+
+def _unlink_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
