@@ -94,7 +94,7 @@ class RunContext:
             prepare = entry.extra.get("prepare")
             if prepare is None:
                 raise HarnessError(f"dataset {data['dataset']!r} needs --data-root (it cannot be generated)")
-            root = prepare(data, self.cache_dir, progress_callback("data"))
+            root = prepare(data, self.cache_dir, progress_callback("data") if self.progress else None)
         if not Path(root).is_dir():
             raise HarnessError(f"option --data-root {root}: no such directory")
         self.data_root = Path(root)
