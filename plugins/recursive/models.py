@@ -30,6 +30,9 @@ FEATURES = ("dec_s1", "dec_s2", "dec_s4", "dec_s8")
 class _Calibrated(nn.Module):
     """``focal_baseline`` buffer (``f b / W`` in metres) and the disparity -> depth conversion."""
 
+    #: options that change no layer (a start value, a calibration scalar): one measured cost per network
+    cost_neutral_keys = frozenset({"init_disp", "focal_baseline"})
+
     def _init_calibration(self, focal_baseline: float | None) -> None:
         fb = float(focal_baseline) if focal_baseline is not None else 0.0
         if fb < 0:

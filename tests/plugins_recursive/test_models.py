@@ -126,3 +126,17 @@ def test_stereo_without_student_starts_from_zero_and_checks_inputs():
     bad = type(out)(disp={0: torch.zeros(2, 1, H, W)})
     with pytest.raises(ValueError, match="B x 2 x H x W"):
         t({"image": left, "image_right": right}, bad)
+
+
+def test_rsd_networks_have_one_cost_whatever_their_start_value(tmp_path):
+    """init_disp and focal_baseline change no layer: the cost cache measures each network once."""
+    from harness.host.manager import PluginHost
+    from harness.report.cost import model_cost
+
+    cat = PluginHost().catalog
+    for role, name in (("student", "rsd_mono"), ("teacher", "rsd_stereo")):
+        out = tmp_path / name
+        a = model_cost(role, {"type": name, "base_width": 8}, (64, 64), cat, cache_dir=out, repeats=1)
+        b = model_cost(role, {"type": name, "base_width": 8, "init_disp": 0.03, "focal_baseline": 0.1}, (64, 64),
+                       cat, cache_dir=out, repeats=1)
+        assert a == b and len(list((out / "cost").glob("*.json"))) == 1
