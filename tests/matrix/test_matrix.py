@@ -93,6 +93,11 @@ def test_dry_run_lists_jobs_and_what_they_wait_for(tmp_path, capsys, monkeypatch
 # -- the plan -----------------------------------------------------------------------------------
 
 
+def by_teacher(jobs, run_id):
+    (run,) = [j for j in jobs if j.id == run_id]
+    return [d for d in run.deps if d.startswith("teacher/")]
+
+
 def test_reference_plan_is_a_dag_data_teachers_runs_reports(host):
     jobs = matrix.plan(matrix.load_matrix(matrix.resolve_matrix_file("reference")), host)
     order = {j.id: i for i, j in enumerate(jobs)}
@@ -101,14 +106,17 @@ def test_reference_plan_is_a_dag_data_teachers_runs_reports(host):
     for job in jobs:  # every dependency is planned before the job
         assert all(order[d] < order[job.id] for d in job.deps), job.id
     runs = [j for j in jobs if j.kind == "run"]
-    assert len({j.result for j in runs}) == len(runs) == 36  # 9 listed rows + 3 declared controls, 3 seeds each
+    assert len({j.result for j in runs}) == len(runs) == 39  # 9 listed rows + 4 declared controls, 3 seeds each
     ids = {j.id for j in runs}
     # declared controls not listed are added with the same seeds; those listed are not run twice
     assert {"run/recursive-synth_small_control/seed2", "run/structure-synth_small_control/seed0",
-            "run/baseline-synth_small_video/seed1"} <= ids
+            "run/baseline-synth_small_video/seed1", "run/baseline-synth_small_sparse/seed0"} <= ids
     assert not any(i.startswith("run/baseline-synth_small_stereo/") for i in ids)  # = baseline-stereo
     teachers = [j for j in jobs if j.kind == "teacher"]
-    assert sorted(t.id.split("-")[0] for t in teachers) == ["teacher/semantic", "teacher/stereo"]
+    # the dense-GT stereo teacher, the sparse-GT one of adu and its control, the semantic one
+    assert sorted(t.id.split("-")[0] for t in teachers) == ["teacher/semantic", "teacher/stereo", "teacher/stereo"]
+    assert by_teacher(jobs, "run/adu/seed0") == by_teacher(jobs, "run/baseline-synth_small_sparse/seed0") != \
+        by_teacher(jobs, "run/baseline/seed0")
     # one data set for all (flip modes of a split do not change what is generated)
     assert len([j for j in jobs if j.kind == "data"]) == 1
     by_id = {j.id: j for j in jobs}
