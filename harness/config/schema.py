@@ -271,7 +271,9 @@ SCHEDULE_KEYS = {
 }
 SCHEDULE = Section(SCHEDULE_KEYS)
 TEACHER_TRAIN = Section(dict(SCHEDULE_KEYS, seed=Int(0, 2**32 - 1),
-                             flip_mode=Optional(Choice("mirror", "swap"))))
+                             flip_mode=Optional(Choice("mirror", "swap")),
+                             # the supervised loss; the teacher's own choices are checked when it is built
+                             loss=Optional(Str)))
 EVALUATE = Section({"teacher": Bool, "mean_depth": Bool, "batch_size": Int(1), "robustness": Any_})
 DIST = Section({"find_unused_parameters": Bool, "sync_bn": Optional(Choice("torch"))})
 RUNTIME = {

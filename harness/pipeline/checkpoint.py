@@ -148,8 +148,9 @@ def resumable_checkpoint(work_dir: str | os.PathLike) -> Path | None:
     then ``epoch_N.pth`` newest first); incomplete ones are skipped with a :class:`CheckpointWarning`.
     Temp files of a save that a crash interrupted are removed."""
     work = Path(work_dir)
-    for stale in work.glob(".*.pth.*.tmp"):  # a save interrupted by a crash
-        stale.unlink(missing_ok=True)
+    for pattern in (".*.pth.*.tmp", f".{MARKER}.*.tmp"):  # a save or marker write interrupted by a crash
+        for stale in work.glob(pattern):
+            stale.unlink(missing_ok=True)
     named = marked_checkpoint(work)
     candidates = ([named] if named else []) + sorted(work.glob("epoch_*.pth"), key=_epoch_of, reverse=True)
     seen: set[Path] = set()

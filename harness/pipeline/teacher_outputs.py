@@ -26,6 +26,7 @@ cached.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -350,6 +351,17 @@ def store_root(cache_dir: Path, teacher_tag: str, fingerprint: str, split: str) 
     return Path(cache_dir) / "teacher_outputs" / teacher_tag / fingerprint / split
 
 
+def fingerprint_tag(fingerprint: Any) -> str | None:
+    """A folder name for a dataset's ``fingerprint``: the string itself when it is one (the
+    built-in datasets' hex digests), else a digest of its JSON (a plugin dataset's dict, say);
+    None when the dataset has none (its teacher then runs live)."""
+    if fingerprint is None:
+        return None
+    if isinstance(fingerprint, str) and fingerprint.isalnum():
+        return fingerprint
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def prepare(ctx, strategy, teacher: nn.Module, teacher_name: str, teacher_key: str, train_set,
             need: frozenset[str]) -> CachedTeacher | None:
     """Store the teacher's outputs for every flip kind training produces (once per teacher,
@@ -360,10 +372,11 @@ def prepare(ctx, strategy, teacher: nn.Module, teacher_name: str, teacher_key: s
     flip_mode = getattr(train_set, "flip_mode", "unknown")
     if strategy.teacher_mode != "frozen" or flip_mode not in (None, "mirror", "swap"):
         return None
-    if "index" not in train_set[0].get("meta", {}):
+    data_tag = fingerprint_tag(getattr(train_set, "fingerprint", None))
+    if data_tag is None or "index" not in train_set[0].get("meta", {}):
         return None
-    store = TeacherOutputStore(store_root(ctx.cache_dir, f"{teacher_name}-{teacher_key}", train_set.fingerprint,
-                                          train_set.split))
+    store = TeacherOutputStore(store_root(ctx.cache_dir, f"{teacher_name}-{teacher_key}", data_tag,
+                                          str(getattr(train_set, "split", "train"))))
     cached = CachedTeacher(teacher, store)
 
     def to_teacher(batch) -> list[dict[str, Any]]:
