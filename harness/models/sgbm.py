@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from harness.types import DepthOutput, FeatureSpec
 
 __all__ = ["CLIPPED_SHARE", "SGBMTeacher", "default_max_disp", "fill_invalid_along_rows", "left_right_check",
-           "top_of_range_share"]
+           "top_of_range_counts", "top_of_range_share"]
 
 #: a disparity within this many px of the top of the search range counts as pinned there
 TOP_MARGIN = 2.0
@@ -34,11 +34,19 @@ def default_max_disp(width: int) -> int:
     return max(16, -(-math.ceil(int(width) / 8) // 16) * 16)
 
 
+def top_of_range_counts(disp: np.ndarray, valid: np.ndarray, top: float) -> tuple[int, int]:
+    """How many ``valid`` disparities lie within :data:`TOP_MARGIN` px of ``top``, and how many are
+    valid (counts add up over batches)."""
+    values = np.asarray(disp)[np.asarray(valid, dtype=bool)]
+    return int((values >= float(top) - TOP_MARGIN).sum()), int(values.size)
+
+
 def top_of_range_share(disp: np.ndarray, valid: np.ndarray, top: float) -> float:
     """Share of the ``valid`` disparities within :data:`TOP_MARGIN` px of ``top`` (0 when none is
     valid): a sizeable share means nearer surfaces were clipped to the range."""
-    values = np.asarray(disp)[np.asarray(valid, dtype=bool)]
-    return float((values >= float(top) - TOP_MARGIN).mean()) if values.size else 0.0
+    hits, n = top_of_range_counts(disp, valid, top)
+    return hits / n if n else 0.0
+
 
 MODES = {"3way": cv2.STEREO_SGBM_MODE_SGBM_3WAY, "hh": cv2.STEREO_SGBM_MODE_HH,
          "sgbm": cv2.STEREO_SGBM_MODE_SGBM}

@@ -324,14 +324,14 @@ def count_clipped(teacher: nn.Module, out: DepthOutput, counts: list[int]) -> No
     and all valid ones; only teachers with a fixed range (``search_range``, SGBM) count."""
     if not hasattr(teacher, "search_range") or not out.disp or 0 not in out.disp:
         return
-    from harness.models.sgbm import TOP_MARGIN
+    from harness.models.sgbm import top_of_range_counts
 
     disp = out.disp[0]
     conf = (out.aux or {}).get("confidence")
     valid = conf > 0 if conf is not None else torch.ones_like(disp, dtype=torch.bool)
-    top = teacher.search_range(int(disp.shape[-1]))
-    counts[0] += int(((disp >= top - TOP_MARGIN) & valid).sum())
-    counts[1] += int(valid.sum())
+    hits, n = top_of_range_counts(disp.cpu().numpy(), valid.cpu().numpy(), teacher.search_range(int(disp.shape[-1])))
+    counts[0] += hits
+    counts[1] += n
 
 
 def warn_if_clipped(store: TeacherOutputStore, kinds: list[str], teacher: nn.Module, name: str, width: int) -> float:
